@@ -82,7 +82,7 @@ def certified_lambda_max(G: np.ndarray, err: float = 0.0) -> float:
     for _ in range(60):
         if certify_psd(t * np.eye(n) - G):
             return round_up(t + err)
-        t = t + max(abs(t), scale) * 1e-6 * 4.0 ** _
+        t = t + max(abs(t), scale) * 1e-6 * 4.0**_
     raise ArithmeticError("could not certify an eigenvalue bound")
 
 

@@ -1,0 +1,86 @@
+"""Load any supported checkpoint into the network form of MATH.md §1."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import fx, nn
+
+from lipcert.errors import BadInputError, ModelTooLargeError
+from lipcert.load.onnx_loader import load_onnx, load_onnx_proto
+from lipcert.load.torch_loader import archive_kind, export_onnx, load_torch_module
+from lipcert.network.form import Network
+from lipcert.network.trace import trace_network
+
+MAX_NEURONS = 2_000_000  # beyond this the sparse form alone needs several GiB
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    path: Path
+    format: str  # "onnx", "torchscript", "export", "state_dict", "pickle"
+    network: Network
+    module: nn.Module  # the model as torch runs it, for comparisons and lower bounds
+    input_shape: tuple[int, ...]  # batch first
+    sha256: str
+    seconds: float
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_model(
+    path: str | Path,
+    *,
+    arch: str | None = None,
+    trust_pickle: bool = False,
+    input_shape: tuple[int, ...] | None = None,
+    max_neurons: int = MAX_NEURONS,
+) -> LoadedModel:
+    """Read ONNX, TorchScript, torch.export or torch.save checkpoints.
+
+    `input_shape` (without the batch axis) is needed where the file does not record it
+    (TorchScript, state_dict, pickled modules); `arch` names the class for a state_dict.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError(f"{path}: no such file")
+    if not path.is_file():
+        raise BadInputError(f"{path} is not a file")
+    start = time.perf_counter()
+    fmt, gm, shape, module = _read(path, arch, trust_pickle, input_shape)
+    network = trace_network(gm, shape)
+    if network.n_w > max_neurons:
+        raise ModelTooLargeError(
+            f"{path}: {network.n_w} neurons exceed the limit of {max_neurons}; "
+            "certify it in parts with --split (for example --split 4x4)"
+        )
+    seconds = time.perf_counter() - start
+    return LoadedModel(path, fmt, network, module, shape, file_sha256(path), seconds)
+
+
+def _read(
+    path: Path, arch: str | None, trust_pickle: bool, override: tuple[int, ...] | None
+) -> tuple[str, fx.GraphModule, tuple[int, ...], nn.Module]:
+    kind = archive_kind(path)
+    if kind == "unknown":
+        gm, shape = load_onnx(path, override)
+        return "onnx", gm, shape, gm
+    module, recorded = load_torch_module(path, arch, trust_pickle)
+    shape = (1, *override) if override is not None else recorded
+    if shape is None:
+        raise BadInputError(
+            f"{path} does not record its input shape; pass --input-shape, e.g. --input-shape 1,28,28"
+        )
+    proto = export_onnx(module, shape, path)
+    gm, shape = load_onnx_proto(proto, path, tuple(shape[1:]))
+    fmt = {"torchscript": "torchscript", "export": "export"}.get(kind, "state_dict" if arch else "pickle")
+    return fmt, gm, shape, module

@@ -6,8 +6,8 @@ and the interval [alpha, beta] that contains its derivative everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy.special import erf, expit
@@ -83,7 +83,9 @@ ACTIVATIONS: dict[str, Activation] = {
         lambda x, a: np.where(x > 0, 1.0, a),
         _leaky_slopes,
     ),
-    "tanh": Activation("tanh", lambda x, _: np.tanh(x), lambda x, _: 1.0 - np.tanh(x) ** 2, lambda _: (0.0, 1.0)),
+    "tanh": Activation(
+        "tanh", lambda x, _: np.tanh(x), lambda x, _: 1.0 - np.tanh(x) ** 2, lambda _: (0.0, 1.0)
+    ),
     "sigmoid": Activation(
         "sigmoid", lambda x, _: expit(x), lambda x, _: expit(x) * (1.0 - expit(x)), lambda _: (0.0, 0.25)
     ),

@@ -1,0 +1,122 @@
+"""Read an ONNX file, check it, and convert it into a torch.fx graph with onnx2torch."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from torch import fx
+
+from lipcert.errors import BadInputError, UnsupportedModelError
+
+# ONNX operators lipcert can express when they act on the network's values. Any
+# operator may appear in constant sub-graphs (shape arithmetic), which are folded.
+AFFINE_OPS = {
+    "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Sum",
+    "BatchNormalization", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Transpose",
+    "Pad", "Squeeze", "Unsqueeze", "Concat", "Identity", "Dropout", "Slice",
+}  # fmt: skip
+ACTIVATION_OPS = {"Relu", "LeakyRelu", "Tanh", "Sigmoid", "Elu", "Softplus", "Gelu"}
+SHAPE_OPS = {"Shape"}  # depends on a tensor's shape only, so its output is a constant
+SUPPORTED_OPS = AFFINE_OPS | ACTIVATION_OPS
+
+
+def read_onnx(path: Path) -> onnx.ModelProto:
+    """Load with external data (weights in .onnx.data files) and run the checker."""
+    try:
+        model = onnx.load(str(path), load_external_data=True)
+    except FileNotFoundError as err:  # a missing external-data file
+        raise BadInputError(f"{path}: external weight file not found: {err.filename or err}") from None
+    except Exception as err:  # protobuf raises several types for truncated or random bytes
+        raise BadInputError(f"{path} is not a readable ONNX model ({type(err).__name__}: {err})") from None
+    if not model.graph.node:
+        raise BadInputError(f"{path} is not a readable ONNX model: its graph has no nodes")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as err:
+        raise BadInputError(f"{path} fails the ONNX checker: {err}") from None
+    return model
+
+
+def input_shape(model: onnx.ModelProto, path: Path, override: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The single graph input's shape, batch dimension included and set to 1."""
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs)
+        raise UnsupportedModelError(
+            f"{path}: the graph has {len(inputs)} inputs ({names}); lipcert needs one"
+        )
+    dims = inputs[0].type.tensor_type.shape.dim
+    if override is not None:
+        return (1, *override)
+    shape = []
+    for k, dim in enumerate(dims):
+        if dim.HasField("dim_value") and dim.dim_value > 0:
+            shape.append(dim.dim_value)
+        elif k == 0:
+            shape.append(1)  # a symbolic batch dimension
+        else:
+            raise BadInputError(
+                f"{path}: input '{inputs[0].name}' has a symbolic dimension "
+                f"'{dim.dim_param or '?'}' at position {k}; pass --input-shape"
+            )
+    return tuple(shape)
+
+
+def check_finite_weights(model: onnx.ModelProto, path: Path) -> None:
+    tensors = [(init.name, init) for init in model.graph.initializer]
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            tensors += [(node.name or node.output[0], a.t) for a in node.attribute if a.name == "value"]
+    for name, tensor in tensors:
+        values = numpy_helper.to_array(tensor)
+        if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+            bad = int(np.size(values) - np.isfinite(values).sum())
+            raise BadInputError(f"{path}: weight '{name}' has {bad} NaN or infinite value(s)")
+
+
+def check_supported_ops(model: onnx.ModelProto, path: Path) -> None:
+    """Refuse, by node name, any unsupported operator that acts on the network's values."""
+    initializers = {init.name for init in model.graph.initializer}
+    variable = {i.name for i in model.graph.input if i.name not in initializers}
+    for node in model.graph.node:
+        if node.op_type in SHAPE_OPS or not any(name in variable for name in node.input):
+            continue
+        if node.op_type not in SUPPORTED_OPS:
+            raise UnsupportedModelError(
+                f"{path}: node '{node.name or node.output[0]}' has op type {node.op_type}, which lipcert "
+                f"does not support. Supported on the data path: {', '.join(sorted(SUPPORTED_OPS))}"
+                + (" (MaxPool is not elementwise; see README)" if node.op_type == "MaxPool" else "")
+            )
+        variable.update(node.output)
+
+
+def to_fx(model: onnx.ModelProto, path: Path) -> fx.GraphModule:
+    import onnx2torch  # imports torchvision; kept lazy so that `--help` stays fast
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return onnx2torch.convert(model)
+    except Exception as err:
+        raise UnsupportedModelError(f"{path}: onnx2torch cannot convert the model: {err}") from None
+
+
+def load_onnx(
+    path: Path, shape_override: tuple[int, ...] | None = None
+) -> tuple[fx.GraphModule, tuple[int, ...]]:
+    model = read_onnx(path)
+    return load_onnx_proto(model, path, shape_override)
+
+
+def load_onnx_proto(
+    model: onnx.ModelProto, path: Path, shape_override: tuple[int, ...] | None = None
+) -> tuple[fx.GraphModule, tuple[int, ...]]:
+    shape = input_shape(model, path, shape_override)
+    check_finite_weights(model, path)
+    check_supported_ops(model, path)
+    return to_fx(model, path), shape
