@@ -96,12 +96,12 @@ def check_supported_ops(model: onnx.ModelProto, path: Path) -> None:
 
 
 def to_fx(model: onnx.ModelProto, path: Path) -> fx.GraphModule:
-    import onnx2torch  # imports torchvision; kept lazy so that `--help` stays fast
-
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return onnx2torch.convert(model)
+            warnings.simplefilter("ignore")  # torchvision's import-time deprecations are not the user's
+            import onnx2torch  # imports torchvision; kept lazy so that `--help` stays fast
+
+            return onnx2torch.convert(model).eval()  # onnx2torch returns training mode
     except Exception as err:
         raise UnsupportedModelError(f"{path}: onnx2torch cannot convert the model: {err}") from None
 

@@ -15,6 +15,7 @@ operator can look affine on random probes; anything else is refused by name.
 
 from __future__ import annotations
 
+import copy
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,8 +102,8 @@ def activation_of(module: nn.Module) -> tuple[str, float] | None:
         return "relu", 0.0
     if isinstance(module, nn.LeakyReLU):
         return "leaky_relu", float(module.negative_slope)
-    if isinstance(module, nn.Tanh):
-        return "tanh", 0.0
+    if isinstance(module, nn.Tanh) or getattr(module, "function", None) is torch.tanh:
+        return "tanh", 0.0  # onnx2torch maps Tanh to OnnxFunction(torch.tanh)
     if isinstance(module, nn.Sigmoid):
         return "sigmoid", 0.0
     if isinstance(module, nn.ELU):
@@ -120,7 +121,7 @@ class Tracer:
     """Walks an fx graph once, building the sparse rows of A, B, C, D."""
 
     def __init__(self, gm: fx.GraphModule, input_shape: tuple[int, ...]) -> None:
-        self.gm = gm.double().eval()
+        self.gm = copy.deepcopy(gm).double().eval()  # the caller's module stays as it was
         self.input_shape = tuple(input_shape)
         self.n_x = int(np.prod(input_shape))
         self.n_w = 0
@@ -222,7 +223,7 @@ class Tracer:
     def _callable(self, node: fx.Node) -> tuple[Callable, str]:
         if node.op == "call_module":
             module = self.gm.get_submodule(node.target)
-            return module, type(module).__name__
+            return module, _module_label(module)
         if node.op == "call_function":
             return node.target, getattr(node.target, "__name__", str(node.target))
         if node.op == "call_method":
@@ -234,14 +235,12 @@ class Tracer:
             return
         if node.op == "call_function" and node.target in (operator.add, operator.sub, operator.neg):
             return
-        if label == "OnnxBinaryMathOperation":
-            op = module.math_op_function
-            if op in (torch.add, torch.sub):
-                return
-            if op is torch.mul and len(variables) == 1:
-                return
-            if len(variables) == 1 and isinstance(args[0], Affine) and not isinstance(args[1], Affine):
-                return  # a variable divided by a constant
+        if label in ("Add", "Sub"):
+            return
+        if label == "Mul" and len(variables) == 1:
+            return  # scaling by a constant
+        if label == "Div" and isinstance(args[0], Affine) and not isinstance(args[1], Affine):
+            return  # a variable divided by a constant
         if label == "OnnxMatMul" and len(variables) == 1:
             return
         raise UnsupportedModelError(
@@ -280,6 +279,15 @@ def trace_network(gm: fx.GraphModule, input_shape: tuple[int, ...]) -> Network:
 
 
 # -- module-level helpers ------------------------------------------------------------
+def _module_label(module: nn.Module) -> str:
+    """A readable operator name: ONNX's for binary math, the class name otherwise."""
+    op = getattr(module, "math_op_function", None)
+    names = {torch.add: "Add", torch.sub: "Sub", torch.mul: "Mul"}
+    if op is not None:
+        return names.get(op, "Div" if "div" in getattr(op, "__name__", "") else type(module).__name__)
+    return type(module).__name__
+
+
 def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:
     obj: Any = gm
     for part in target.split("."):

@@ -1,0 +1,52 @@
+"""The results lipcert reports: per-block certificates and the combined certificate.
+
+The JSON form is versioned (SCHEMA_VERSION) and documented in README.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    group: int  # depth group index
+    tile: int  # tile index within the group
+    size: int  # side of the block's LMI as solved (after input compression)
+    bound: float  # verified Lipschitz bound of the block
+    seconds: float
+    source: str  # "lipsdp-neuron", "naive", "fallback-naive: <why>", ...
+    reused: bool = False  # identical to an earlier block: its verified result was reused
+    key: str = ""  # hash of the block's matrices
+    raw_objective: float | None = None  # the solver's own value, for diagnosis only; NOT a bound
+
+
+@dataclass(frozen=True)
+class Certificate:
+    model: str
+    sha256: str
+    bound: float  # the certified upper bound on the global L2 Lipschitz constant
+    method: str
+    combine: str | None
+    plan: str  # a one-line description of the partition
+    blocks: tuple[BlockResult, ...]
+    seconds: float
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def reused_blocks(self) -> int:
+        return sum(b.reused for b in self.blocks)
+
+    def to_json(self) -> dict[str, Any]:
+        from lipcert.versions import versions
+
+        data = asdict(self)
+        data["schema_version"] = SCHEMA_VERSION
+        data["reused_blocks"] = self.reused_blocks
+        data["versions"] = versions()
+        return data

@@ -1,0 +1,106 @@
+"""Property test: on random small torch networks, the form reproduces the model exactly.
+
+Each network goes through the real path (ONNX export, onnx2torch, the fx tracer), and
+the form's forward pass and Jacobian are compared with torch's own in float64.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from lipcert.errors import UnsupportedModelError
+from lipcert.load.onnx_loader import load_onnx_proto
+from lipcert.load.torch_loader import export_onnx
+from lipcert.network.trace import trace_network
+
+# GELU and SiLU leave the exporter decomposed (Erf, x * sigmoid(x)); they are refused, see below.
+ACTS = [nn.ReLU, lambda: nn.LeakyReLU(0.1), nn.Tanh, nn.Sigmoid, nn.ELU, nn.Softplus]
+
+
+class Residual(nn.Module):
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class Concat(nn.Module):
+    def __init__(self, a: nn.Module, b: nn.Module) -> None:
+        super().__init__()
+        self.a, self.b = a, b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.a(x), self.b(x)], dim=1)
+
+
+@st.composite
+def conv_nets(draw: st.DrawFn) -> tuple[nn.Module, tuple[int, ...]]:
+    torch.manual_seed(draw(st.integers(0, 10_000)))
+    side = draw(st.integers(5, 8))
+    channels = draw(st.sampled_from([2, 4]))
+    act = draw(st.sampled_from(ACTS))
+    stride, dilation = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    groups = draw(st.sampled_from([1, 2]))
+    layers: list[nn.Module] = [
+        nn.Conv2d(1, channels, 3, padding=1),
+        nn.BatchNorm2d(channels),
+        act(),
+        nn.Conv2d(channels, channels, 3, stride=stride, padding=dilation, dilation=dilation, groups=groups),
+    ]
+    kind = draw(st.sampled_from(["residual", "concat", "pool", "plain"]))
+    if kind == "residual":
+        layers.append(Residual(nn.Sequential(act(), nn.Conv2d(channels, channels, 3, padding=1))))
+    elif kind == "concat":
+        layers.append(Concat(nn.Conv2d(channels, 1, 1), nn.Identity()))
+    elif kind == "pool":
+        layers.append(nn.AvgPool2d(2, ceil_mode=False))
+    layers += [act(), nn.Flatten()]
+    model = nn.Sequential(*layers)
+    bn = model[1]
+    bn.running_mean.uniform_(-0.5, 0.5)  # a BatchNorm that does something
+    bn.running_var.uniform_(0.5, 2.0)
+    with torch.no_grad():
+        width = model(torch.zeros(1, 1, side, side)).shape[1]
+    return nn.Sequential(model, nn.Linear(width, 3)).eval(), (1, 1, side, side)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_nets())
+def test_form_matches_torch_on_random_conv_nets(case: tuple[nn.Module, tuple[int, ...]]) -> None:
+    model, shape = case
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proto = export_onnx(model, shape, Path("random"))
+    gm, shape = load_onnx_proto(proto, Path("random"))
+    net = trace_network(gm, shape)
+    reference = copy.deepcopy(model).double()
+    x = np.random.default_rng(0).standard_normal((3, net.n_x))
+    with torch.no_grad():
+        expected = reference(torch.tensor(x.reshape(3, *shape[1:]))).numpy()
+    np.testing.assert_allclose(net.forward(x), expected, rtol=1e-9, atol=1e-9)
+    jac = torch.autograd.functional.jacobian(
+        lambda t: reference(t.reshape(shape)).reshape(-1), torch.tensor(x[0])
+    )
+    np.testing.assert_allclose(net.jacobian(x[0]), jac.numpy(), rtol=1e-8, atol=1e-9)
+
+
+@pytest.mark.parametrize("act, culprit", [(nn.GELU, "Erf"), (nn.SiLU, "mul")])
+def test_decomposed_activations_are_refused_by_node(act: type, culprit: str) -> None:
+    model = nn.Sequential(nn.Linear(4, 5), act(), nn.Linear(5, 2)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proto = export_onnx(model, (1, 4), Path("decomposed"))
+    with pytest.raises(UnsupportedModelError, match=f"node '[^']*{culprit}'"):
+        gm, shape = load_onnx_proto(proto, Path("decomposed"))
+        trace_network(gm, shape)
