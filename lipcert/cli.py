@@ -9,9 +9,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 
-from lipcert.errors import EXIT_OVER_THRESHOLD, LipcertError
+from lipcert.errors import EXIT_INTERNAL, EXIT_OVER_THRESHOLD, EXIT_UNSUPPORTED, LipcertError
 
 app = typer.Typer(
     name="lipcert",
@@ -64,7 +65,12 @@ def handles_errors(fn: F) -> F:
             raise typer.Exit(err.exit_code) from None
         except MemoryError:
             print_error("out of memory; certify in smaller parts with --split or --max-block-size")
-            raise typer.Exit(5) from None
+            raise typer.Exit(EXIT_UNSUPPORTED) from None
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+            raise
+        except Exception as err:  # a bug: say so plainly instead of dumping a traceback
+            print_error(f"internal error ({type(err).__name__}: {err}); please report it")
+            raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -2,6 +2,7 @@
 
 Exit codes (documented in README.md):
     0  success
+    1  an unexpected internal error (a bug)
     2  usage error (bad option or value; Typer's own code)
     3  the certified bound exceeds --max-lipschitz
     4  bad input: missing, unreadable or corrupt file, bad plan, non-finite weights
@@ -12,6 +13,7 @@ Exit codes (documented in README.md):
 from __future__ import annotations
 
 EXIT_OK = 0
+EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_OVER_THRESHOLD = 3
 EXIT_BAD_INPUT = 4
