@@ -140,6 +140,9 @@ def estimate(
     max_lipschitz: Annotated[
         float | None, typer.Option(help=f"Exit with code {EXIT_OVER_THRESHOLD} if the bound is above this.")
     ] = None,
+    with_lower: Annotated[
+        bool, typer.Option("--with-lower", help="Also search an empirical lower bound and show the ratio.")
+    ] = False,
     arch: ArchOpt = None,
     trust_pickle: TrustOpt = False,
     input_shape: ShapeOpt = None,
@@ -155,12 +158,45 @@ def estimate(
     )
     loaded = _load(model, arch, trust_pickle, input_shape)
     cert = run_estimate(loaded, options)
+    if with_lower:
+        import dataclasses
+
+        from lipcert.lower import lower_bound
+
+        cert = dataclasses.replace(cert, lower=lower_bound(loaded.module, loaded.input_shape).value)
     _emit(cert, output_format, output)
     if max_lipschitz is not None and cert.bound > max_lipschitz:
         from lipcert.console import print_error
 
         print_error(f"certified bound {cert.bound:.6g} exceeds --max-lipschitz {max_lipschitz:g}")
         raise typer.Exit(EXIT_OVER_THRESHOLD)
+
+
+@app.command()
+@handles_errors
+def lower(
+    model: ModelArg,
+    starts: Annotated[int, typer.Option(min=1, help="Random starting inputs in [0, 1]^n.")] = 16,
+    steps: Annotated[int, typer.Option(min=0, help="Hill-climbing steps from each start.")] = 30,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same value.")] = 0,
+    output_format: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
+    arch: ArchOpt = None,
+    trust_pickle: TrustOpt = False,
+    input_shape: ShapeOpt = None,
+) -> None:
+    """An empirical LOWER bound: the largest Jacobian norm found by a seeded search over inputs."""
+    from lipcert.lower import lower_bound
+
+    loaded = _load(model, arch, trust_pickle, input_shape)
+    found = lower_bound(loaded.module, loaded.input_shape, starts=starts, steps=steps, seed=seed)
+    if output_format is Format.table:
+        typer.echo(
+            f"empirical lower bound: {found.value:.6g} (largest ||J(x)|| over {found.evaluations} inputs, "
+            f"seed {seed}); the true Lipschitz constant is at least this"
+        )
+    else:
+        data = {"model": str(model), "lower": found.value, "evaluations": found.evaluations, "seed": seed}
+        typer.echo(json.dumps(data, indent=2))
 
 
 def _parse_split(text: str | None) -> tuple[int, int] | None:

@@ -64,6 +64,8 @@ def print_certificate(cert: Certificate) -> None:
     console.print(table)
     for note in cert.notes:
         console.print(f"note: {note}")
+    if cert.lower is not None:
+        console.print(f"empirical lower bound: {cert.lower:.6g}; upper/lower ratio {cert.ratio:.4g}")
     combine = f", combined by {cert.combine}" if cert.combine else ""
     console.print(
         f"certified L2 Lipschitz bound: [bold]{cert.bound:.6g}[/] ({cert.method}{combine}; "

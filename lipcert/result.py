@@ -37,6 +37,12 @@ class Certificate:
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     notes: tuple[str, ...] = field(default=())
+    lower: float | None = None  # empirical lower bound (lipcert.lower), when asked for
+
+    @property
+    def ratio(self) -> float | None:
+        """Upper over lower: how far the certificate can be from the truth at most."""
+        return self.bound / self.lower if self.lower else None
 
     @property
     def reused_blocks(self) -> int:
@@ -48,5 +54,6 @@ class Certificate:
         data = asdict(self)
         data["schema_version"] = SCHEMA_VERSION
         data["reused_blocks"] = self.reused_blocks
+        data["ratio"] = self.ratio
         data["versions"] = versions()
         return data

@@ -29,6 +29,7 @@ from torch import fx, nn
 from lipcert.errors import UnsupportedModelError
 from lipcert.network.activations import ACTIVATIONS
 from lipcert.network.form import Layer, Network, OpRecord
+from lipcert.quiet import quiet_torch
 
 PROBE_CHUNK = 256  # basis vectors pushed through an operator at once
 
@@ -275,7 +276,8 @@ class Tracer:
 
 def trace_network(gm: fx.GraphModule, input_shape: tuple[int, ...]) -> Network:
     """The (A, B, C, D) form of an fx graph whose only input has `input_shape` (batch first)."""
-    return Tracer(gm, input_shape).run()
+    with quiet_torch():
+        return Tracer(gm, input_shape).run()
 
 
 # -- module-level helpers ------------------------------------------------------------
