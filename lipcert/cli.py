@@ -9,8 +9,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
+from typer.exceptions import TyperException
 
 from lipcert.errors import EXIT_INTERNAL, EXIT_OVER_THRESHOLD, EXIT_UNSUPPORTED, LipcertError
 
@@ -66,7 +66,7 @@ def handles_errors(fn: F) -> F:
         except MemoryError:
             print_error("out of memory; certify in smaller parts with --split or --max-block-size")
             raise typer.Exit(EXIT_UNSUPPORTED) from None
-        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+        except (typer.Exit, typer.Abort, TyperException):  # usage errors keep Typer's own handling
             raise
         except Exception as err:  # a bug: say so plainly instead of dumping a traceback
             print_error(f"internal error ({type(err).__name__}: {err}); please report it")
