@@ -1,0 +1,466 @@
+"""Partition plans: YAML validation (every error names line and key), round trip, --split, auto_plan."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lipcert.errors import BadInputError
+from lipcert.network.form import Layer, Network
+from lipcert.partition.depth import depth_group, valid_cuts
+from lipcert.partition.plan import (
+    GroupPlan,
+    Plan,
+    auto_plan,
+    block_size,
+    depth_units,
+    group_output_shape,
+    group_span,
+    load_plan,
+    output_tiles,
+    parse_grid,
+    parse_plan,
+    plan_block_sizes,
+    plan_to_yaml,
+    split_plan,
+    tile_block_sizes,
+)
+from lipcert.partition.tiles import extract_tile
+from tests.conftest import MODELS_DIR, REPO, SAMPLES, load_cached, requires_shared_models
+
+CONFIGS = REPO / "configs"
+
+
+def sample(name: str) -> Network:
+    return load_cached(str(SAMPLES / f"{name}.onnx")).network
+
+
+def shared(name: str) -> Network:
+    return load_cached(str(MODELS_DIR / f"{name}.onnx")).network
+
+
+def fc_net(widths: tuple[int, ...] = (6, 4, 5, 3)) -> Network:
+    """A dense chain widths[0] -> ... -> widths[-1] with ReLU on every hidden layer (1-D outputs)."""
+    rng = np.random.default_rng(0)
+    hidden, n_w = widths[1:-1], sum(widths[1:-1])
+    starts = np.concatenate([[0], np.cumsum(hidden)])
+    B = np.zeros((n_w, n_w))
+    for k in range(1, len(hidden)):
+        B[starts[k] : starts[k + 1], starts[k - 1] : starts[k]] = rng.normal(size=(hidden[k], hidden[k - 1]))
+    A = np.zeros((n_w, widths[0]))
+    A[: hidden[0]] = rng.normal(size=(hidden[0], widths[0]))
+    D = np.zeros((widths[-1], n_w))
+    D[:, starts[-2] :] = rng.normal(size=(widths[-1], hidden[-1]))
+    layers = tuple(
+        Layer(f"fc{k}", "relu", int(starts[k]), int(starts[k + 1]), (h,), 0.0, 1.0) for k, h in enumerate(hidden)
+    )
+    zero = sp.csr_matrix((widths[-1], widths[0]))
+    return Network(
+        A=sp.csr_matrix(A),
+        B=sp.csr_matrix(B),
+        C=zero,
+        D=sp.csr_matrix(D),
+        bias_v=np.zeros(n_w),
+        bias_y=np.zeros(widths[-1]),
+        layers=layers,
+        input_shape=(widths[0],),
+        output_shape=(widths[-1],),
+    )
+
+
+# --------------------------------------------------------------------------- parsing
+
+# digits_chain: relu1_relu (4x8x8), relu2_relu (4x4x4; the last group outputs y, 10 logits).
+CHAIN_GROUPS = """groups:
+  - layers: [relu1_relu, relu1_relu]
+    grid: 2x2
+  - layers: relu2_relu
+    parts: 1
+"""
+CHAIN_OK = "version: 1\n" + CHAIN_GROUPS
+
+
+def test_minimal_plan_gets_defaults() -> None:
+    plan = parse_plan("version: 1\ngroups:\n  - layers: [relu1_relu, relu2_relu]\n", sample("digits_chain"))
+    assert plan.groups == (GroupPlan("relu1_relu", "relu2_relu", parts=1),)
+    assert (plan.method, plan.combine) == ("lipsdp-neuron", "coupled")
+    assert plan.solver == {"eps": 1e-4, "max_iters": 5000, "time_limit": 120, "warm_start": True}
+
+
+def test_full_plan_parses() -> None:
+    text = (
+        "version: 1\nmethod: lipsdp-layer\ncombine: pou\n"
+        "solver: {eps: 1e-3, max_iters: 100, time_limit: null, warm_start: no}\n" + CHAIN_GROUPS
+    )
+    plan = parse_plan(text, sample("digits_chain"))
+    assert plan.groups == (
+        GroupPlan("relu1_relu", "relu1_relu", grid=(2, 2)),
+        GroupPlan("relu2_relu", "relu2_relu", parts=1),
+    )
+    assert (plan.method, plan.combine) == ("lipsdp-layer", "pou")
+    assert plan.solver == {"eps": 1e-3, "max_iters": 100, "time_limit": None, "warm_start": False}
+
+
+def test_grid_as_a_pair() -> None:
+    text = CHAIN_OK.replace("grid: 2x2", "grid: [3, 4]")
+    assert parse_plan(text, sample("digits_chain")).groups[0].grid == (3, 4)
+
+
+def _groups(first: tuple[str, str], second: tuple[str, str] | None = None, tiling: str = "") -> str:
+    """A groups: block; `tiling` goes under the first group (line 4 of the whole text)."""
+    text = f"groups:\n  - layers: [{first[0]}, {first[1]}]\n"
+    text += f"    {tiling}\n" if tiling else ""
+    return text + (f"  - layers: [{second[0]}, {second[1]}]\n" if second else "")
+
+
+R1, R2 = "relu1_relu", "relu2_relu"
+V1 = "version: 1\n"
+ERRORS = [
+    # (network, text, line, key, fragments of the message)
+    ("digits_chain", V1 + "methods: naive\n" + CHAIN_GROUPS, 2, "methods",
+     ["unknown key 'methods'", "version, method, combine, solver, groups"]),
+    ("digits_chain", CHAIN_GROUPS, 1, "version", ["missing key 'version'"]),
+    ("digits_chain", V1, 1, "groups", ["missing key 'groups'"]),
+    ("digits_chain", "version: 2\n" + CHAIN_GROUPS, 1, "version", ["unsupported version 2"]),
+    ("digits_chain", V1 + "version: 1\n" + CHAIN_GROUPS, 2, "version", ["given twice"]),
+    ("digits_chain", V1 + "groups: []\n", 2, "groups", ["non-empty list"]),
+    ("digits_chain", V1 + "groups:\n  - grid: 2x2\n", 3, "groups[0]", ["missing key 'layers'"]),
+    ("digits_chain", V1 + "groups:\n  - layers: [relu1_relu, relu2_relu]\n    grids: 2x2\n", 4,
+     "groups[0].grids", ["unknown key 'grids'", "layers, grid, parts"]),
+    ("digits_chain", V1 + _groups((R1, "relu3"), (R2, R2)), 3, "groups[0].layers[1]",
+     ["unknown layer 'relu3'", "relu1_relu, relu2_relu"]),
+    ("digits_chain", V1 + _groups((R2, R2)), 3, "groups[0].layers", ["layer relu1_relu is in no group"]),
+    ("digits_chain", V1 + _groups((R1, R2), (R2, R2)), 4, "groups[1].layers",
+     ["'relu2_relu' is already in an earlier group", "groups[0] already ends at the last layer"]),
+    ("digits_chain", V1 + _groups((R2, R1)), 3, "groups[0].layers", ["comes after last layer"]),
+    ("digits_chain", V1 + _groups((R1, R1)), 3, "groups[0].layers",
+     ["leave out relu2_relu", "must end at the last layer 'relu2_relu'"]),
+    ("digits_residual", V1 + _groups((R1, "block_relu_relu"), (R2, R2)), 4, "groups[1].layers",
+     ["cannot start at 'relu2_relu'", "reads layer 0 ('relu1_relu')", "residual",
+      "groups may start at relu1_relu, block_relu_relu"]),
+    ("digits_chain", V1 + _groups((R1, R1), (R2, R2), "grid: 9x2"), 4, "groups[0].grid",
+     ["grid 9x2 does not fit group 'relu1_relu' output 8x8: rows must be 1..8"]),
+    ("digits_chain", V1 + _groups((R1, R1), (R2, R2), "grid: 0x2"), 4, "groups[0].grid",
+     ["grid 0x2 does not fit", "rows must be 1..8"]),
+    ("digits_chain", V1 + _groups((R1, R1), (R2, R2), "grid: 2x12"), 4, "groups[0].grid",
+     ["columns must be 1..8"]),
+    ("digits_chain", V1 + _groups((R1, R1), (R2, R2), 'grid: "abc"'), 4, "groups[0].grid",
+     ["expected ROWSxCOLS such as 2x2, found 'abc'"]),
+    ("digits_chain", V1 + _groups((R1, R1), (R2, R2), "grid: {a: 1}"), 4, "groups[0].grid",
+     ["expected ROWSxCOLS", "found a mapping"]),
+    ("digits_chain", V1 + _groups((R1, R1), (R2, R2), "parts: 4"), 4, "groups[0].parts",
+     ["outputs a 4x8x8 map", "grid: RxC"]),
+    ("digits_chain", V1 + _groups((R1, R2), None, "grid: 2x2"), 4, "groups[0].grid",
+     ["1-D output (10 values)", "parts: N with N in 1..10"]),
+    ("digits_chain", V1 + _groups((R1, R2), None, "parts: 11"), 4, "groups[0].parts",
+     ["parts must be 1..10"]),
+    ("digits_chain", V1 + _groups((R1, R2), None, "parts: two"), 4, "groups[0].parts",
+     ["expected an integer >= 1, found 'two'"]),
+    ("digits_chain", V1 + "solver: {eps: x}\n" + CHAIN_GROUPS, 2, "solver.eps",
+     ["expected a positive number, found 'x'"]),
+    ("digits_chain", V1 + "solver:\n  eps: -1.0\n" + CHAIN_GROUPS, 3, "solver.eps", ["must be > 0"]),
+    ("digits_chain", V1 + "solver:\n  max_iters: 2.5\n" + CHAIN_GROUPS, 3, "solver.max_iters",
+     ["expected an integer"]),
+    ("digits_chain", V1 + "solver:\n  time_limit: soon\n" + CHAIN_GROUPS, 3, "solver.time_limit",
+     ["expected a positive number"]),
+    ("digits_chain", V1 + "solver:\n  warm_start: maybe\n" + CHAIN_GROUPS, 3, "solver.warm_start",
+     ["expected true or false"]),
+    ("digits_chain", V1 + "solver:\n  tol: 1\n" + CHAIN_GROUPS, 3, "solver.tol",
+     ["unknown key 'tol'", "eps, max_iters, time_limit, warm_start"]),
+    ("digits_chain", V1 + "method: lipsdp-network\n" + CHAIN_GROUPS, 2, "method",
+     ["unknown value 'lipsdp-network'", "naive, lipsdp-neuron, lipsdp-layer"]),
+    ("digits_chain", V1 + "combine: sum\n" + CHAIN_GROUPS, 2, "combine",
+     ["unknown value 'sum'", "paper, overlap, pou, coupled"]),
+    ("digits_chain", "- 1\n- 2\n", 1, "top level", ["expected a mapping"]),
+    ("digits_chain", V1 + "solver:\n  eps: !!python/name:os.system\n" + CHAIN_GROUPS, 3, "solver.eps",
+     ["expected a positive number, found a value tagged"]),
+    ("digits_residual", V1 + _groups((R1, "block_relu_relu"), ("block_relu_relu", R2)), 4, "groups[1].layers",
+     ["'block_relu_relu' is already in an earlier group", "should start at 'relu2_relu'"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("model", "text", "line", "key", "fragments"), ERRORS)
+def test_errors_name_line_and_key(model: str, text: str, line: int, key: str, fragments: list[str]) -> None:
+    with pytest.raises(BadInputError) as info:
+        parse_plan(text, sample(model), "plan.yaml")
+    message = str(info.value)
+    assert message.startswith(f"plan.yaml, line {line}, {key}: "), message
+    for fragment in fragments:
+        assert fragment in message
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        (V1 + "groups:\n  - layers: [relu1_relu, relu2_relu\n  - layers: x\n", 4),
+        (V1 + "groups:\n\t- layers: x\n", 3),
+        (V1 + "solver: {eps: 1\n", 3),
+    ],
+)
+def test_malformed_yaml_names_the_line(text: str, line: int) -> None:
+    with pytest.raises(BadInputError, match=rf"^plan.yaml, line {line}: malformed YAML: "):
+        parse_plan(text, sample("digits_chain"), "plan.yaml")
+
+
+def test_empty_plan() -> None:
+    with pytest.raises(BadInputError, match="the plan is empty"):
+        parse_plan("# nothing\n", sample("digits_chain"), "plan.yaml")
+
+
+def test_load_plan_reads_files_and_names_missing_ones(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "p.yaml"
+    path.write_text(CHAIN_OK, encoding="utf-8")
+    assert load_plan(path, sample("digits_chain")).groups[0].grid == (2, 2)
+    with pytest.raises(BadInputError, match="no such plan file"):
+        load_plan(tmp_path / "absent.yaml", sample("digits_chain"))
+    path.write_text(CHAIN_OK.replace("2x2", "2x9"), encoding="utf-8")
+    with pytest.raises(BadInputError, match=rf"^{path}, line 4, groups\[0\].grid: "):
+        load_plan(path, sample("digits_chain"))
+
+
+def test_plan_invariants() -> None:
+    with pytest.raises(ValueError, match="exactly one of grid or parts"):
+        GroupPlan("a", "b", grid=(1, 1), parts=1)
+    with pytest.raises(ValueError, match="at least one group"):
+        Plan(groups=())
+    with pytest.raises(ValueError, match="unknown method"):
+        Plan(groups=(GroupPlan("a", "a", parts=1),), method="lipsdp-network")
+
+
+# --------------------------------------------------------------------------- round trip
+
+
+def _same(a: Plan, b: Plan) -> bool:
+    return (a.groups, a.method, a.combine, a.solver) == (b.groups, b.method, b.combine, b.solver)
+
+
+def test_round_trip_of_generated_plans() -> None:
+    chain, residual = sample("digits_chain"), sample("digits_residual")
+    for net, plan in [
+        (chain, split_plan(chain, 2, 2)),
+        (residual, auto_plan(residual, 100)),
+        (chain, auto_plan(chain, 10)),
+    ]:
+        assert _same(parse_plan(plan_to_yaml(plan), net), plan)
+        assert _same(parse_plan(plan_to_yaml(plan, net), net), plan)  # with per-group comments
+
+
+def test_warnings_become_comments() -> None:
+    net = sample("digits_chain")
+    plan = auto_plan(net, 10)
+    assert plan.warnings
+    text = plan_to_yaml(plan)
+    assert all(f"# warning: {note}" in text for note in plan.warnings)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    eps=st.floats(min_value=1e-12, max_value=1e3, allow_nan=False, allow_infinity=False),
+    max_iters=st.integers(1, 10**7),
+    time_limit=st.one_of(st.none(), st.integers(1, 10**5), st.floats(min_value=1e-3, max_value=1e6)),
+    warm_start=st.booleans(),
+    grid=st.tuples(st.integers(1, 8), st.integers(1, 8)),
+    parts=st.integers(1, 10),
+    method=st.sampled_from(["naive", "lipsdp-neuron", "lipsdp-layer"]),
+    combine=st.sampled_from(["paper", "overlap", "pou", "coupled"]),
+)
+def test_round_trip_any_settings(
+    eps: float, max_iters: int, time_limit: float | None, warm_start: bool, grid: tuple[int, int],
+    parts: int, method: str, combine: str,
+) -> None:  # fmt: skip
+    solver = {"eps": eps, "max_iters": max_iters, "time_limit": time_limit, "warm_start": warm_start}
+    groups = (GroupPlan(R1, R1, grid=grid), GroupPlan(R2, R2, parts=parts))
+    plan = Plan(groups, method=method, combine=combine, solver=solver)
+    assert _same(parse_plan(plan_to_yaml(plan), sample("digits_chain")), plan)
+
+
+def test_round_trip_quotes_awkward_layer_names() -> None:
+    net = sample("digits_chain")
+    for odd in ("12", "true", "a: b", "x, y]", "#hash", "null", "ü " * 60):
+        renamed = dataclasses.replace(net, layers=(dataclasses.replace(net.layers[0], name=odd), net.layers[1]))
+        plan = split_plan(renamed, 2, 2)
+        assert _same(parse_plan(plan_to_yaml(plan), renamed), plan), odd
+
+
+# --------------------------------------------------------------------------- --split
+
+
+def test_split_plan_on_the_chain() -> None:
+    plan = split_plan(sample("digits_chain"), 2, 2)
+    # The last group's output is y (10 logits): parts, not a grid.
+    assert plan.groups == (GroupPlan(R1, R1, grid=(2, 2)), GroupPlan(R2, R2, parts=1))
+    assert plan.warnings == ()
+
+
+def test_split_plan_keeps_residual_blocks_whole() -> None:
+    plan = split_plan(sample("digits_residual"), 3, 1)
+    assert plan.groups == (GroupPlan(R1, R1, grid=(3, 1)), GroupPlan("block_relu_relu", R2, parts=1))
+
+
+def test_split_plan_refuses_grids_that_do_not_fit() -> None:
+    with pytest.raises(BadInputError) as info:
+        split_plan(sample("digits_chain"), 9, 2)
+    message = str(info.value)
+    assert "--split 9x2 does not fit group 'relu1_relu' output 8x8: rows must be 1..8" in message
+    assert "up to 8x8" in message
+
+
+def test_split_plan_on_a_dense_network_warns_that_the_grid_is_unused() -> None:
+    net = fc_net()
+    plan = split_plan(net, 2, 2)
+    assert [g.parts for g in plan.groups] == [1, 1]
+    assert "applies to no group" in plan.warnings[0]
+
+
+@pytest.mark.parametrize("text", ["0x2", "2x0", "2", "axb", "", "2x2x2", "-1x2"])
+def test_parse_grid_errors(text: str) -> None:
+    with pytest.raises(BadInputError, match="^--split: "):
+        parse_grid(text)
+
+
+@pytest.mark.parametrize(("text", "grid"), [("2x2", (2, 2)), (" 3X4 ", (3, 4)), ("1x16", (1, 16))])
+def test_parse_grid(text: str, grid: tuple[int, int]) -> None:
+    assert parse_grid(text) == grid
+
+
+# --------------------------------------------------------------------------- block sizes
+
+
+def _reference_sizes(group: Network, tiles: list[np.ndarray]) -> np.ndarray:
+    """The definition: extract each tile, then measure it (compressed only as a single block)."""
+    return np.array([block_size(extract_tile(group, t).net, compress=len(tiles) == 1) for t in tiles])
+
+
+@pytest.mark.parametrize("model", ["digits_chain", "digits_residual", "digits_tanh"])
+def test_fast_sizes_equal_extracted_tiles(model: str) -> None:
+    net = sample(model)
+    units = depth_units(net)
+    for (a, _), (_, b) in itertools.combinations_with_replacement(units, 2):
+        group, shape = depth_group(net, a, b), group_output_shape(net, b)
+        tilings = [(1, 1), (2, 3), (shape[1], shape[2])] if len(shape) == 3 else [(1,), (3,), (math.prod(shape),)]
+        for tiling in tilings:
+            tiles = output_tiles(shape, tiling)
+            assert np.array_equal(tile_block_sizes(group, tiles), _reference_sizes(group, tiles)), (
+                a,
+                b,
+                tiling,
+            )
+
+
+def test_compressed_size_bounds_what_the_solver_builds() -> None:
+    from lipcert.sdp.lipsdp import compress_inputs
+
+    net = sample("digits_chain")
+    last = depth_group(net, 1, 1)  # 64 neurons reading 256 values through 64 rows
+    assert block_size(last) == 128 and block_size(last, compress=False) == 320
+    assert compress_inputs(last).lmi_size <= block_size(last)
+
+
+# --------------------------------------------------------------------------- auto_plan
+
+
+def _check_budget(net: Network, plan: Plan, budget: int) -> None:
+    """Every block fits, except groups that are single depth units and carry a warning."""
+    units = depth_units(net)
+    for group, sizes in zip(plan.groups, plan_block_sizes(net, plan)):
+        if sizes.max() > budget:
+            assert group_span(net, group) in units
+            assert any(group.label in note for note in plan.warnings)
+
+
+@pytest.mark.parametrize("model", ["digits_chain", "digits_residual", "digits_tanh"])
+@pytest.mark.parametrize("budget", [50, 100, 200, 400, 10**6])
+def test_auto_plan_respects_the_budget(model: str, budget: int) -> None:
+    net = sample(model)
+    plan = auto_plan(net, budget)
+    _check_budget(net, plan, budget)
+    starts = [group_span(net, g)[0] for g in plan.groups[1:]]
+    assert set(starts) <= set(valid_cuts(net))
+
+
+@pytest.mark.parametrize("model", ["digits_chain", "digits_residual", "digits_tanh"])
+def test_a_huge_budget_gives_one_block(model: str) -> None:
+    plan = auto_plan(sample(model), 10**6)
+    assert len(plan.groups) == 1 and plan.groups[0].n_tiles == 1 and plan.warnings == ()
+
+
+def test_auto_plan_prefers_fewer_cuts() -> None:
+    net = sample("digits_residual")
+    assert len(auto_plan(net, 400).groups) == 2
+    assert len(auto_plan(net, 600).groups) == 1  # the whole net (448) fits: no cut
+    counts = [len(auto_plan(sample("digits_chain"), b).groups) for b in (50, 100, 200, 400)]
+    assert counts == sorted(counts, reverse=True)
+
+
+@pytest.mark.parametrize("budget", [100, 200])
+def test_auto_plan_picks_the_coarsest_grid(budget: int) -> None:
+    """Brute force over every grid: none with fewer tiles fits."""
+    net = sample("digits_chain")
+    plan = auto_plan(net, budget)
+    group = plan.groups[0]
+    assert group.grid is not None and plan_block_sizes(net, plan)[0].max() <= budget
+    first, last = group_span(net, group)
+    depth, shape = depth_group(net, first, last), group_output_shape(net, last)
+    for rows, cols in itertools.product(range(1, shape[1] + 1), range(1, shape[2] + 1)):
+        if rows * cols < group.n_tiles:
+            assert tile_block_sizes(depth, output_tiles(shape, (rows, cols))).max() > budget
+
+
+def test_auto_plan_on_dense_layers_uses_compressed_single_blocks() -> None:
+    net = fc_net((30, 4, 4, 3))  # 30 inputs into 4 neurons: one block is 4 + 4, not 30 + 4
+    plan = auto_plan(net, 12)
+    assert plan.groups == (GroupPlan("fc0", "fc1", parts=1),) and plan.warnings == ()
+    assert plan_block_sizes(net, plan)[0].tolist() == [4 + 8]
+
+
+def test_auto_plan_warns_when_nothing_fits() -> None:
+    plan = auto_plan(sample("digits_chain"), 10)
+    assert [g.tiling for g in plan.groups] == [(8, 8), (1,)]
+    assert len(plan.warnings) == 2 and "no tiling keeps its blocks within 10" in plan.warnings[0]
+
+
+def test_auto_plan_rejects_a_nonpositive_budget() -> None:
+    with pytest.raises(BadInputError, match="max_block_size must be >= 1"):
+        auto_plan(sample("digits_chain"), 0)
+
+
+# --------------------------------------------------------------------------- configs and real models
+
+
+def test_digits_chain_config_is_the_2x2_split() -> None:
+    net = sample("digits_chain")
+    plan = load_plan(CONFIGS / "digits_chain_2x2.yaml", net)
+    assert _same(plan, split_plan(net, 2, 2))
+
+
+@requires_shared_models
+def test_cifar_base_config_is_what_auto_plan_gives() -> None:
+    net = shared("oval21__cifar_base_kw")
+    plan = load_plan(CONFIGS / "cifar_base_auto.yaml", net)
+    assert _same(plan, auto_plan(net, 600))
+    assert [int(s.max()) for s in plan_block_sizes(net, plan)] == [444, 200]
+
+
+@requires_shared_models
+@pytest.mark.parametrize("budget", [400, 1000])
+def test_auto_plan_on_a_residual_cifar_net(budget: int) -> None:
+    net = shared("cifar10_resnet__resnet_2b")
+    plan = auto_plan(net, budget)
+    _check_budget(net, plan, budget)
+    # Residual blocks stay whole: groups start only at relu_1, relu_3, relu_9, relu_15.
+    assert {g.first for g in plan.groups} <= {"relu_1", "relu_3", "relu_9", "relu_15"}
+
+
+@requires_shared_models
+def test_fast_sizes_equal_extracted_tiles_on_a_residual_block() -> None:
+    net = shared("cifar10_resnet__resnet_2b")
+    group = depth_group(net, 1, 2)  # relu_3 .. relu_7, with the projection shortcut from relu_1
+    tiles = output_tiles(net.layers[2].shape, (3, 3))
+    assert np.array_equal(tile_block_sizes(group, tiles), _reference_sizes(group, tiles))
