@@ -1,0 +1,357 @@
+"""LipSDP-Neuron and LipSDP-Layer for any network in the (A, B, C, D) form (MATH.md §2).
+
+Over z = (Δx, Δw), with M = [A B] (so Δv = M z) and E_w z = Δw, the LMI is
+
+    L(λ, ρ) = [C D]ᵀ[C D] − ρ Eₓᵀ diag(π) Eₓ + Σ_j λ_j S_j  ⪯ 0,
+    S_j     = sym of (Δw_j − α_j Δv_j)(β_j Δv_j − Δw_j)
+            = −α_jβ_j m_j m_jᵀ + (α_j+β_j)/2 (m_j e_jᵀ + e_j m_jᵀ) − e_j e_jᵀ,
+
+m_j the j-th row of M and e_j the j-th row of E_w; π = 1 unless input weights are given.
+If it holds, ||Δy||² ≤ ρ Σ_k π_k Δx_k². The same sparse assembly serves the numeric
+matrix (verification) and the coefficient matrix of the cvxpy model (one column per
+multiplier), so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import cvxpy as cp
+import numpy as np
+import scipy.linalg as la
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from lipcert.network.form import Network
+
+METHODS = ("neuron", "layer")
+
+
+def multiplier_groups(net: Network, method: str) -> np.ndarray:
+    """Index of the multiplier that neuron j uses: itself (Neuron) or its layer (Layer)."""
+    if method == "neuron":
+        return np.arange(net.n_w)
+    if method == "layer":
+        groups = np.empty(net.n_w, dtype=np.int64)
+        for k, layer in enumerate(net.layers):
+            groups[layer.start : layer.stop] = k
+        return groups
+    raise ValueError(f"unknown LipSDP method {method!r}; expected one of {METHODS}")
+
+
+def expand_multipliers(net: Network, method: str, lam: np.ndarray) -> np.ndarray:
+    """Per-neuron multipliers from the solver's variables (one per neuron or per layer)."""
+    return np.asarray(lam, dtype=np.float64)[multiplier_groups(net, method)]
+
+
+def stacked_maps(net: Network) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """M = [A B] (pre-activations) and Y = [C D] (outputs) as maps of z = (x, w)."""
+    M = sp.hstack([net.A, net.B], format="csr", dtype=np.float64)
+    Y = sp.hstack([net.C, net.D], format="csr", dtype=np.float64)
+    return M, Y
+
+
+def _coo(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n: int) -> sp.coo_matrix:
+    return sp.coo_matrix((vals, (rows, cols)), shape=(n, n))
+
+
+def _pair_entries(M: sp.csr_matrix, rows_used: np.ndarray) -> tuple[np.ndarray, ...]:
+    """All pairs (p, q) of nonzeros sharing a row of M, for the rows in rows_used.
+
+    Returns (row j, column p, column q, M_jp M_jq): the entries of Σ_j m_j m_jᵀ.
+    """
+    sub = M[rows_used]
+    counts = np.diff(sub.indptr)
+    nz_row = np.repeat(np.arange(sub.shape[0]), counts)
+    reps = counts[nz_row]  # each nonzero pairs with every nonzero of its row
+    first = np.repeat(np.arange(sub.nnz), reps)
+    offsets = np.arange(first.size) - np.repeat(np.cumsum(reps) - reps, reps)
+    second = sub.indptr[nz_row[first]] + offsets
+    j = rows_used[nz_row[first]]
+    return j, sub.indices[first], sub.indices[second], sub.data[first] * sub.data[second]
+
+
+def _multiplier_terms(net: Network, absolute: bool) -> tuple[np.ndarray, ...]:
+    """Entries (neuron j, row, col, value) of the S_j, so that Σ_j λ_j S_j = Σ λ_j value.
+
+    With absolute=True every value is replaced by its magnitude: the matrix Σ λ_j |S_j|
+    bounds the rounding error of forming Σ λ_j S_j (see verify.py).
+    """
+    M, _ = stacked_maps(net)
+    n_x = net.n_x
+    ab, apb = net.alpha * net.beta, net.alpha + net.beta
+    coo = M.tocoo()
+    # (α+β)/2 (m_j e_jᵀ + e_j m_jᵀ): the cross term, placed in both triangles.
+    cross_j = np.concatenate([coo.row, coo.row])
+    cross_r = np.concatenate([coo.col, n_x + coo.row])
+    cross_c = np.concatenate([n_x + coo.row, coo.col])
+    cross_v = np.tile(0.5 * apb[coo.row] * coo.data, 2)
+    # −e_j e_jᵀ
+    diag_j = np.arange(net.n_w)
+    diag_rc = n_x + diag_j
+    diag_v = -np.ones(net.n_w)
+    # −α_jβ_j m_j m_jᵀ: zero for ReLU, tanh, sigmoid (α = 0), so only build it where needed.
+    quad_j, quad_r, quad_c, quad_v = _pair_entries(M, np.flatnonzero(ab != 0.0))
+    quad_v = -ab[quad_j] * quad_v
+    js = np.concatenate([cross_j, diag_j, quad_j])
+    rs = np.concatenate([cross_r, diag_rc, quad_r])
+    cs = np.concatenate([cross_c, diag_rc, quad_c])
+    vs = np.concatenate([cross_v, diag_v, quad_v])
+    return js, rs, cs, (np.abs(vs) if absolute else vs)
+
+
+def _input_diagonal(net: Network, input_weights: np.ndarray | None) -> np.ndarray:
+    if input_weights is None:
+        return np.ones(net.n_x)
+    pi = np.asarray(input_weights, dtype=np.float64)
+    if pi.shape != (net.n_x,) or not np.all(np.isfinite(pi)) or np.any(pi <= 0):
+        raise ValueError("input_weights must be a positive finite vector of length n_x")
+    return pi
+
+
+def lmi_matrix(
+    net: Network,
+    lam: np.ndarray,
+    rho: float,
+    input_weights: np.ndarray | None = None,
+    absolute: bool = False,
+) -> sp.csr_matrix:
+    """L(λ, ρ) over z = (x, w) for per-neuron multipliers λ (MATH.md §2), float64 sparse.
+
+    absolute=True returns |[C D]|ᵀ|[C D]| + ρ diag(π) + Σ λ_j |S_j| (λ ≥ 0 assumed), the
+    entrywise magnitude of the terms, used to bound the rounding in forming L.
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    n = net.lmi_size
+    _, Y = stacked_maps(net)
+    if absolute:
+        Y = abs(Y)
+    js, rs, cs, vs = _multiplier_terms(net, absolute)
+    multipliers = _coo(rs, cs, lam[js] * vs, n).tocsr()
+    pi = _input_diagonal(net, input_weights)
+    sign = 1.0 if absolute else -1.0
+    input_term = sp.diags(np.concatenate([sign * rho * pi, np.zeros(net.n_w)]), format="csr")
+    return (Y.T @ Y + multipliers + input_term).tocsr()
+
+
+def coefficient_matrix(net: Network, method: str) -> sp.csc_matrix:
+    """F with vec(Σ_j λ_j S_j) = F @ λ (column-major vec), one column per multiplier."""
+    n = net.lmi_size
+    groups = multiplier_groups(net, method)
+    js, rs, cs, vs = _multiplier_terms(net, absolute=False)
+    n_mult = int(groups.max()) + 1 if groups.size else 0
+    F = sp.coo_matrix((vs, (rs + cs * n, groups[js])), shape=(n * n, n_mult))
+    return F.tocsc()  # sums duplicates: a layer's column is the sum of its neurons' S_j
+
+
+def scale_inputs(net: Network, weights: np.ndarray) -> Network:
+    """The network x' ↦ f(diag(π)^{-1/2} x'): its LMI with −ρ I is the weighted one with −ρ diag(π).
+
+    The scaled weights are rounded; use it to solve, and verify with input_weights on
+    the original network (verify.py) where the weighting is exact.
+    """
+    pi = _input_diagonal(net, weights)
+    scale = sp.diags(1.0 / np.sqrt(pi))
+    return replace(net, A=(net.A @ scale).tocsr(), C=(net.C @ scale).tocsr(), ops=())
+
+
+def compress_inputs(net: Network) -> Network:
+    """Replace the x-columns K = [A; C] by K' with K'K'ᵀ = KKᵀ and rank(K) columns (MATH.md §2).
+
+    The LMI depends on x only through KΔx and ||Δx||², and min ||Δx|| subject to
+    KΔx = u is the same for K and K', so the SDP value is unchanged. Used for the solve
+    only: verification runs in the original coordinates.
+    """
+    K = sp.vstack([net.A, net.C], format="csr", dtype=np.float64)
+    live = np.flatnonzero(np.diff(K.indptr))  # rows of K that read the input at all
+    if live.size >= net.n_x:
+        return net
+    K_live = K[live].toarray()
+    eigval, eigvec = la.eigh(K_live @ K_live.T)
+    keep = eigval > max(float(eigval.max(initial=0.0)), 1e-300) * 1e-14
+    factor = eigvec[:, keep] * np.sqrt(eigval[keep])  # U Σ, so factor factorᵀ = K Kᵀ
+    compressed = np.zeros((K.shape[0], factor.shape[1]))
+    compressed[live] = factor
+    n_w = net.n_w
+    return replace(
+        net,
+        A=sp.csr_matrix(compressed[:n_w]),
+        C=sp.csr_matrix(compressed[n_w:]),
+        input_shape=(factor.shape[1],),
+        ops=(),
+    )
+
+
+@dataclass
+class LipSdpProblem:
+    """The cvxpy model of one block: minimise ρ' over θ = (λ', ρ'), λ' ≥ 0, L'(λ', ρ') ⪯ 0.
+
+    `net` is the network as given (verification uses it); `solved_net` is the one the
+    SDP is built on (input weights folded in, balanced, inputs compressed). Solver
+    values are in solved_net's units; `lam_scale` and `rho_scale` map them back:
+    λ = lam_scale · λ', ρ = rho_scale · ρ'.
+    """
+
+    net: Network
+    solved_net: Network
+    method: str
+    input_weights: np.ndarray | None
+    theta: cp.Variable
+    problem: cp.Problem
+    groups: np.ndarray  # multiplier index of each neuron
+    lam_scale: np.ndarray
+    rho_scale: float
+    build_seconds: float
+    compiled: object | None = field(default=None, repr=False)  # SCS data, cached by solve.py
+
+    @property
+    def n_multipliers(self) -> int:
+        return self.theta.size - 1
+
+    @property
+    def lmi_size(self) -> int:
+        return self.net.lmi_size
+
+    @property
+    def solved_lmi_size(self) -> int:
+        return self.solved_net.lmi_size
+
+    def per_neuron(self, lam: np.ndarray) -> np.ndarray:
+        """Per-neuron multipliers of `net` from multipliers in original units."""
+        return np.asarray(lam, dtype=np.float64)[self.groups]
+
+
+def build_problem(
+    net: Network,
+    method: str = "neuron",
+    input_weights: np.ndarray | None = None,
+    compress: bool = True,
+) -> LipSdpProblem:
+    """Assemble the cvxpy model of LipSDP-Neuron or LipSDP-Layer from sparse data."""
+    start = time.perf_counter()
+    solved = net if input_weights is None else scale_inputs(net, input_weights)
+    solved, d, c = balance(solved)
+    if compress:
+        solved = compress_inputs(solved)
+    # Normalise so that the SDP value ρ' is ≥ 1 but not much larger: SCS's tolerance is
+    # then relative to ρ' (with ρ' ≪ 1 its absolute part dominates and eps=1e-3 can mean
+    # a several-% error in ρ). A linearisation's norm is a lower bound on the SDP value.
+    lower = linear_lower_estimate(solved)
+    if lower > 0:
+        solved, c = scale_outputs(solved, 1.0 / lower), c / lower
+    groups = multiplier_groups(net, method)
+    lam_scale = np.empty(int(groups.max(initial=-1)) + 1)
+    lam_scale[groups] = 1.0 / (c * c * d * d)  # d is constant on a layer, so Layer is consistent
+    theta, problem = _cvxpy_model(solved, method)
+    return LipSdpProblem(
+        net=net,
+        solved_net=solved,
+        method=method,
+        input_weights=input_weights,
+        theta=theta,
+        problem=problem,
+        groups=groups,
+        lam_scale=lam_scale,
+        rho_scale=1.0 / (c * c),
+        build_seconds=time.perf_counter() - start,
+    )
+
+
+def _cvxpy_model(net: Network, method: str) -> tuple[cp.Variable, cp.Problem]:
+    n, n_x = net.lmi_size, net.n_x
+    F = coefficient_matrix(net, method)
+    n_mult = F.shape[1]
+    # θ = (λ, ρ); the ρ column is −vec(EₓᵀEₓ). Negated so the constraint reads G θ + G0 ⪰ 0
+    # without an extra negation node in the expression tree.
+    x_diag = np.arange(n_x) * (n + 1)
+    rho_col = sp.csc_matrix((np.ones(n_x), (x_diag, np.zeros(n_x, dtype=np.int64))), shape=(n * n, 1))
+    G = sp.hstack([-F, rho_col], format="csc")
+    _, Y = stacked_maps(net)
+    G0 = -(Y.T @ Y).tocsc()
+    theta = cp.Variable(n_mult + 1, name="theta")
+    # PSD(X) constrains the symmetric part of X; X is symmetric by construction, and cvxpy
+    # maps it to SCS's triangular cone directly (no n² symmetry equality constraints).
+    lmi = cp.reshape(G @ theta, (n, n), order="F") + G0 >> 0
+    problem = cp.Problem(cp.Minimize(theta[n_mult]), [lmi, theta[:n_mult] >= 0])
+    return theta, problem
+
+
+def _norm_estimate(M: sp.csr_matrix) -> float:
+    """A cheap spectral-norm estimate; used for scaling only, never as a bound."""
+    if M.nnz == 0:
+        return 0.0
+    if min(M.shape) <= 64:
+        return float(np.linalg.norm(M.toarray(), 2))
+    return float(spla.svds(M, k=1, return_singular_vectors=False, rng=np.random.default_rng(0))[0])
+
+
+def _reads_estimate(net: Network, x_part: sp.csr_matrix, w_part: sp.csr_matrix, d: np.ndarray) -> float:
+    """Lipschitz estimate of rows reading x and earlier layers (whose estimates are in d)."""
+    w_part = sp.csc_matrix(w_part)
+    total = _norm_estimate(sp.csr_matrix(x_part))
+    for layer in net.layers:
+        block = w_part[:, layer.start : layer.stop]
+        if block.nnz:
+            total += _norm_estimate(sp.csr_matrix(block)) * d[layer.start]
+    return total
+
+
+def balance(net: Network) -> tuple[Network, np.ndarray, float]:
+    """An equivalent network whose layers all have Lipschitz estimate ~1, for the solver.
+
+    Scaling neuron j by d_j (v' = v/d, w' = w/d, φ'(t) = φ(d t)/d: same slope bounds) and
+    the output by c is a congruence of the LMI: λ_j = λ'_j / (c² d_j²), ρ = ρ'/c². The SDP
+    value is unchanged, but SCS (which cannot rescale inside a PSD cone) sees entries of
+    similar size and converges in fewer iterations. Returns (net', d per neuron, c).
+    net' keeps the activation names, but its activations are the rescaled ones: it is
+    for building the SDP, not for evaluating the network.
+    """
+    d = np.ones(net.n_w)
+    for layer in net.layers:
+        rows = slice(layer.start, layer.stop)
+        est = _reads_estimate(net, net.A[rows], net.B[rows], d)
+        d[rows] = max(abs(layer.alpha), abs(layer.beta)) * est if est > 0 else 1.0
+    out = _reads_estimate(net, net.C, net.D, d)
+    c = 1.0 / out if out > 0 else 1.0
+    d_inv = sp.diags(1.0 / d)
+    d_mat = sp.diags(d)
+    scaled = replace(
+        net,
+        A=(d_inv @ net.A).tocsr(),
+        B=(d_inv @ net.B @ d_mat).tocsr(),
+        C=(c * net.C).tocsr(),
+        D=(c * net.D @ d_mat).tocsr(),
+        bias_v=net.bias_v / d,
+        bias_y=c * net.bias_y,
+        ops=(),
+    )
+    return scaled, d, c
+
+
+def scale_outputs(net: Network, factor: float) -> Network:
+    """The network factor·f: its LipSDP ρ and multipliers are factor² times f's."""
+    return replace(net, C=(factor * net.C).tocsr(), D=(factor * net.D).tocsr(), bias_y=factor * net.bias_y)
+
+
+def linear_lower_estimate(net: Network, samples: int = 6, seed: int = 0) -> float:
+    """max ||J(s)||₂ over a few slope vectors s ∈ {α_j, β_j}ⁿ (all β, all α, random vertices).
+
+    J(s) = C + D diag(s)(A + B J_w) is the Jacobian of the network with each activation
+    replaced by the line of slope s_j, which satisfies every slope constraint; so each
+    ||J(s)|| is at most the LipSDP value's square root. An estimate used for scaling only.
+    """
+    rng = np.random.default_rng(seed)
+    alpha, beta = net.alpha, net.beta
+    vertices = [beta, alpha] + [np.where(rng.random(net.n_w) < 0.5, alpha, beta) for _ in range(samples)]
+    A, B, C, D = (m.tocsr() for m in (net.A, net.B, net.C, net.D))
+    best = 0.0
+    for slopes in vertices:
+        dw = np.zeros((net.n_w, net.n_x))
+        for layer in net.layers:
+            rows = slice(layer.start, layer.stop)
+            dw[rows] = slopes[rows, None] * (A[rows].toarray() + B[rows] @ dw)
+        jac = C.toarray() + D @ dw
+        if jac.size:
+            best = max(best, float(np.linalg.norm(jac, 2)))
+    return best
