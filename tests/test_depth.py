@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from convnets import INPUT, Conv, random_convnet
 
 from lipcert.network.form import Network
-from lipcert.partition.depth import depth_group, valid_cuts
+from lipcert.partition.depth import depth_group, output_map, output_map_refusal, valid_cuts
 
 HEAD = Conv(2)
 
@@ -26,12 +26,13 @@ def _residual() -> Network:
     return random_convnet((3, 6, 6), stages, Conv(2), seed=2).form
 
 
-def _compose(net: Network, cuts: list[int], x: np.ndarray) -> np.ndarray:
+def _compose(net: Network, cuts: list[int], x: np.ndarray, output_group: bool = False) -> np.ndarray:
+    """The groups between the cuts applied in turn; with output_group, y is a group of its own."""
     bounds = [0, *cuts, len(net.layers)]
     h = x
     for first, stop in zip(bounds[:-1], bounds[1:]):
-        h = depth_group(net, first, stop - 1).forward(h)
-    return h
+        h = depth_group(net, first, stop - 1, to_activations=output_group).forward(h)
+    return output_map(net).forward(h) if output_group else h
 
 
 def test_chain_can_be_cut_anywhere() -> None:
@@ -67,6 +68,50 @@ def test_residual_groups_compose_to_the_network(cuts: list[int]) -> None:
     net = _residual()
     x = np.random.default_rng(1).standard_normal((4, net.n_x))
     np.testing.assert_allclose(_compose(net, cuts, x), net.forward(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("make", "cuts"), [(_chain, []), (_chain, [2]), (_chain, [1, 2, 3]), (_residual, [1, 3])])
+def test_groups_and_the_output_map_compose_to_the_network(make, cuts: list[int]) -> None:  # noqa: ANN001
+    net = make()
+    assert output_map_refusal(net) is None
+    x = np.random.default_rng(3).standard_normal((4, net.n_x))
+    np.testing.assert_allclose(_compose(net, cuts, x, output_group=True), net.forward(x), rtol=1e-12, atol=1e-12)
+
+
+def test_last_group_can_output_its_activations() -> None:
+    net = _chain()
+    group = depth_group(net, 2, 3, to_activations=True)
+    assert group.output_shape == net.layers[3].shape and group.C.nnz == 0 and np.all(group.bias_y == 0)
+    # to_activations changes nothing for a group that does not end at the last layer
+    middle, same = depth_group(net, 1, 2), depth_group(net, 1, 2, to_activations=True)
+    for name in ("A", "B", "C", "D"):
+        assert (getattr(middle, name) != getattr(same, name)).nnz == 0
+
+
+def test_output_map_is_the_last_layers_output_matrix() -> None:
+    net = _chain()
+    tail, last = output_map(net), net.layers[-1]
+    assert tail.n_w == 0 and tail.layers == () and tail.input_shape == last.shape
+    assert tail.output_shape == net.output_shape
+    d_last = sp.csr_matrix(net.D)[:, last.start : last.stop]
+    assert (d_last != tail.C).nnz == 0  # so its Lipschitz constant is ||D_last||
+    np.testing.assert_array_equal(tail.bias_y, net.bias_y)
+    np.testing.assert_array_equal(tail.jacobian(np.zeros(tail.n_x)), d_last.toarray())
+
+
+def test_output_map_refused_when_the_output_reads_an_earlier_layer() -> None:
+    net = _chain()
+    first = net.layers[0]
+    extra = sp.csr_matrix((np.ones(net.n_y), (np.arange(net.n_y), np.arange(net.n_y) % first.size)), shape=net.D.shape)
+    skip = dataclasses.replace(net, D=sp.csr_matrix(net.D + extra))
+    reason = output_map_refusal(skip)
+    assert reason is not None and "reads layer 0 ('stage0'), not only the last layer 3 ('stage3')" in reason
+    with pytest.raises(ValueError, match="cannot cut the output map off the last layer: the output reads layer 0"):
+        output_map(skip)
+    with pytest.raises(ValueError, match="cannot cut the output map"):
+        depth_group(skip, 0, 3, to_activations=True)
+    reads_x = dataclasses.replace(net, C=sp.csr_matrix(np.eye(net.n_y, net.n_x)))
+    assert output_map_refusal(reads_x) == "the output reads the network input x"
 
 
 def test_whole_network_is_one_group() -> None:

@@ -16,19 +16,24 @@ from lipcert.errors import BadInputError
 from lipcert.network.form import Layer, Network
 from lipcert.partition.depth import depth_group, valid_cuts
 from lipcert.partition.plan import (
+    DEFAULT_SOLVER,
+    OUTPUT_GROUP,
     GroupPlan,
     Plan,
     auto_plan,
     block_size,
     depth_units,
+    group_network,
     group_output_shape,
     group_span,
     load_plan,
+    output_map,
     output_tiles,
     parse_grid,
     parse_plan,
     plan_block_sizes,
     plan_to_yaml,
+    span_output_shape,
     split_plan,
     tile_block_sizes,
 )
@@ -91,7 +96,7 @@ def test_minimal_plan_gets_defaults() -> None:
     plan = parse_plan("version: 1\ngroups:\n  - layers: [relu1_relu, relu2_relu]\n", sample("digits_chain"))
     assert plan.groups == (GroupPlan("relu1_relu", "relu2_relu", parts=1),)
     assert (plan.method, plan.combine) == ("lipsdp-neuron", "coupled")
-    assert plan.solver == {"eps": 1e-4, "max_iters": 5000, "time_limit": 120, "warm_start": True}
+    assert plan.solver == DEFAULT_SOLVER == {"eps": 1e-3, "max_iters": 20_000, "time_limit": None, "warm_start": True}
 
 
 def test_full_plan_parses() -> None:
@@ -244,7 +249,7 @@ def _same(a: Plan, b: Plan) -> bool:
 def test_round_trip_of_generated_plans() -> None:
     chain, residual = sample("digits_chain"), sample("digits_residual")
     for net, plan in [
-        (chain, split_plan(chain, 2, 2)),
+        (chain, split_plan(chain, 2, 2, use_output_group=True)),
         (residual, auto_plan(residual, 100)),
         (chain, auto_plan(chain, 10)),
     ]:
@@ -283,39 +288,84 @@ def test_round_trip_any_settings(
 
 def test_round_trip_quotes_awkward_layer_names() -> None:
     net = sample("digits_chain")
-    for odd in ("12", "true", "a: b", "x, y]", "#hash", "null", "ü " * 60):
-        renamed = dataclasses.replace(net, layers=(dataclasses.replace(net.layers[0], name=odd), net.layers[1]))
-        plan = split_plan(renamed, 2, 2)
-        assert _same(parse_plan(plan_to_yaml(plan), renamed), plan), odd
+    for odd in ("12", "true", "a: b", "x, y]", "#hash", "null", "ü " * 60, "output"):
+        for k in (0, 1):
+            layers = list(net.layers)
+            layers[k] = dataclasses.replace(layers[k], name=odd)
+            renamed = dataclasses.replace(net, layers=tuple(layers))
+            for plan in (
+                split_plan(renamed, 2, 2, use_output_group=True),
+                split_plan(renamed, 2, 2, max_block_size=130, use_output_group=True),
+            ):
+                assert _same(parse_plan(plan_to_yaml(plan, renamed), renamed), plan), (odd, k)
 
 
 # --------------------------------------------------------------------------- --split
 
 
 def test_split_plan_on_the_chain() -> None:
-    plan = split_plan(sample("digits_chain"), 2, 2)
-    # The last group's output is y (10 logits): parts, not a grid.
-    assert plan.groups == (GroupPlan(R1, R1, grid=(2, 2)), GroupPlan(R2, R2, parts=1))
+    # The whole conv stack fits the budget with the grid on relu2_relu's 4x4 map; the
+    # output group then maps those activations to y.
+    plan = split_plan(sample("digits_chain"), 2, 2, use_output_group=True)
+    assert plan.groups == (GroupPlan(R1, R2, grid=(2, 2)), OUTPUT_GROUP)
     assert plan.warnings == ()
+    assert [int(s.max()) for s in plan_block_sizes(sample("digits_chain"), plan)] == [152, 10]
+
+
+def test_split_plan_without_the_output_group() -> None:
+    plan = split_plan(sample("digits_chain"), 2, 2, use_output_group=False)
+    # relu2_relu's group outputs y (10 logits): one block, and a spatial unit never joins it.
+    assert plan.groups == (GroupPlan(R1, R1, grid=(2, 2)), GroupPlan(R2, R2, parts=1))
+    assert [int(s.max()) for s in plan_block_sizes(sample("digits_chain"), plan)] == [89, 128]
+
+
+def test_split_plan_merges_only_within_the_budget() -> None:
+    net = sample("digits_chain")
+    plan = split_plan(
+        net, 2, 2, max_block_size=130, use_output_group=True
+    )  # the merged group's blocks (152) are too big
+    assert plan.groups == (GroupPlan(R1, R1, grid=(2, 2)), GroupPlan(R2, R2, grid=(2, 2)), OUTPUT_GROUP)
+    assert [int(s.max()) for s in plan_block_sizes(net, plan)] == [89, 116, 10] and plan.warnings == ()
+    plan = split_plan(
+        net, 2, 2, max_block_size=40, use_output_group=True
+    )  # no grouping fits: one unit per group, warned
+    assert [g.label for g in plan.groups] == ["'relu1_relu'", "'relu2_relu'", "output"]
+    assert plan.warnings == (
+        "group 'relu1_relu': grid 2x2 gives blocks up to 89, above max_block_size 40",
+        "group 'relu2_relu': grid 2x2 gives blocks up to 116, above max_block_size 40",
+    )
 
 
 def test_split_plan_keeps_residual_blocks_whole() -> None:
-    plan = split_plan(sample("digits_residual"), 3, 1)
-    assert plan.groups == (GroupPlan(R1, R1, grid=(3, 1)), GroupPlan("block_relu_relu", R2, parts=1))
+    net = sample("digits_residual")
+    plan = split_plan(net, 3, 1, max_block_size=250, use_output_group=True)  # the merged group needs 304
+    assert plan.groups == (GroupPlan(R1, R1, grid=(3, 1)), GroupPlan("block_relu_relu", R2, grid=(3, 1)), OUTPUT_GROUP)
+    assert split_plan(net, 3, 1, use_output_group=True).groups == (GroupPlan(R1, R2, grid=(3, 1)), OUTPUT_GROUP)
 
 
 def test_split_plan_refuses_grids_that_do_not_fit() -> None:
     with pytest.raises(BadInputError) as info:
-        split_plan(sample("digits_chain"), 9, 2)
+        split_plan(sample("digits_chain"), 9, 2, use_output_group=True)
     message = str(info.value)
-    assert "--split 9x2 does not fit group 'relu1_relu' output 8x8: rows must be 1..8" in message
-    assert "up to 8x8" in message
+    assert "--split 9x2 does not fit the output 8x8 of 'relu1_relu': rows must be 1..8" in message
+    assert "up to 4x4" in message  # relu2_relu's 4x4 map takes the grid too
+    with pytest.raises(BadInputError, match=r"5x5 does not fit the output 4x4 of 'relu2_relu'.*up to 4x4"):
+        split_plan(sample("digits_chain"), 5, 5, use_output_group=True)
+
+
+def test_split_plan_rejects_a_nonpositive_budget() -> None:
+    with pytest.raises(BadInputError, match="max_block_size must be >= 1"):
+        split_plan(sample("digits_chain"), 2, 2, max_block_size=0)
 
 
 def test_split_plan_on_a_dense_network_warns_that_the_grid_is_unused() -> None:
     net = fc_net()
-    plan = split_plan(net, 2, 2)
-    assert [g.parts for g in plan.groups] == [1, 1]
+    plan = split_plan(net, 2, 2, max_block_size=8, use_output_group=True)  # fc0 alone is 6 + 4 = 10 > 8
+    assert plan.groups == (GroupPlan("fc0", "fc0", parts=1), GroupPlan("fc1", "fc1", parts=1))
+    assert "applies to no group" in plan.warnings[0]
+    # Within the budget, the 1-D layers merge into one group (still no output group: y is 1-D already).
+    plan = split_plan(net, 2, 2, use_output_group=True)
+    assert plan.groups == (GroupPlan("fc0", "fc1", parts=1),)
     assert "applies to no group" in plan.warnings[0]
 
 
@@ -342,16 +392,20 @@ def _reference_sizes(group: Network, tiles: list[np.ndarray]) -> np.ndarray:
 def test_fast_sizes_equal_extracted_tiles(model: str) -> None:
     net = sample(model)
     units = depth_units(net)
-    for (a, _), (_, b) in itertools.combinations_with_replacement(units, 2):
-        group, shape = depth_group(net, a, b), group_output_shape(net, b)
+    for ((a, _), (_, b)), activations in itertools.product(
+        itertools.combinations_with_replacement(units, 2), (False, True)
+    ):
+        group = depth_group(net, a, b, to_activations=activations)
+        shape = span_output_shape(net, b, activations)
+        assert group.output_shape == shape
         tilings = [(1, 1), (2, 3), (shape[1], shape[2])] if len(shape) == 3 else [(1,), (3,), (math.prod(shape),)]
         for tiling in tilings:
             tiles = output_tiles(shape, tiling)
-            assert np.array_equal(tile_block_sizes(group, tiles), _reference_sizes(group, tiles)), (
-                a,
-                b,
-                tiling,
-            )
+            assert np.array_equal(tile_block_sizes(group, tiles), _reference_sizes(group, tiles)), (a, b, tiling)
+    tail = output_map(net)
+    for parts in (1, 3):
+        tiles = output_tiles(net.output_shape, (parts,))
+        assert np.array_equal(tile_block_sizes(tail, tiles), _reference_sizes(tail, tiles))
 
 
 def test_compressed_size_bounds_what_the_solver_builds() -> None:
@@ -367,11 +421,11 @@ def test_compressed_size_bounds_what_the_solver_builds() -> None:
 
 
 def _check_budget(net: Network, plan: Plan, budget: int) -> None:
-    """Every block fits, except groups that are single depth units and carry a warning."""
+    """Every block fits, except groups that are single depth units (or the output group) and carry a warning."""
     units = depth_units(net)
     for group, sizes in zip(plan.groups, plan_block_sizes(net, plan)):
         if sizes.max() > budget:
-            assert group_span(net, group) in units
+            assert group.output or group_span(net, group) in units
             assert any(group.label in note for note in plan.warnings)
 
 
@@ -381,7 +435,7 @@ def test_auto_plan_respects_the_budget(model: str, budget: int) -> None:
     net = sample(model)
     plan = auto_plan(net, budget)
     _check_budget(net, plan, budget)
-    starts = [group_span(net, g)[0] for g in plan.groups[1:]]
+    starts = [group_span(net, g)[0] for g in plan.groups[1:] if not g.output]
     assert set(starts) <= set(valid_cuts(net))
 
 
@@ -395,8 +449,19 @@ def test_auto_plan_prefers_fewer_cuts() -> None:
     net = sample("digits_residual")
     assert len(auto_plan(net, 400).groups) == 2
     assert len(auto_plan(net, 600).groups) == 1  # the whole net (448) fits: no cut
-    counts = [len(auto_plan(sample("digits_chain"), b).groups) for b in (50, 100, 200, 400)]
+    counts = [len(auto_plan(sample("digits_chain"), b).groups) for b in (100, 200, 400)]
     assert counts == sorted(counts, reverse=True)
+
+
+def test_auto_plan_takes_the_output_group_only_to_stay_within_budget() -> None:
+    net = sample("digits_chain")
+    # relu2_relu -> y is one block of 128 whatever the parts (each logit reads all of it);
+    # with the output group, relu1..relu2 is tiled on relu2's map and y costs 10.
+    plan = auto_plan(net, 100)
+    assert plan.groups == (GroupPlan(R1, R2, grid=(2, 4)), OUTPUT_GROUP) and plan.warnings == ()
+    assert [int(s.max()) for s in plan_block_sizes(net, plan)] == [98, 10]
+    # As many groups either way and nothing over budget: no output group (one cut fewer).
+    assert not auto_plan(net, 200).has_output_group and not auto_plan(net, 400).has_output_group
 
 
 @pytest.mark.parametrize("budget", [100, 200])
@@ -406,8 +471,7 @@ def test_auto_plan_picks_the_coarsest_grid(budget: int) -> None:
     plan = auto_plan(net, budget)
     group = plan.groups[0]
     assert group.grid is not None and plan_block_sizes(net, plan)[0].max() <= budget
-    first, last = group_span(net, group)
-    depth, shape = depth_group(net, first, last), group_output_shape(net, last)
+    depth, shape = group_network(net, group, plan), group_output_shape(net, group, plan)
     for rows, cols in itertools.product(range(1, shape[1] + 1), range(1, shape[2] + 1)):
         if rows * cols < group.n_tiles:
             assert tile_block_sizes(depth, output_tiles(shape, (rows, cols))).max() > budget
@@ -437,7 +501,7 @@ def test_auto_plan_rejects_a_nonpositive_budget() -> None:
 def test_digits_chain_config_is_the_2x2_split() -> None:
     net = sample("digits_chain")
     plan = load_plan(CONFIGS / "digits_chain_2x2.yaml", net)
-    assert _same(plan, split_plan(net, 2, 2))
+    assert _same(plan, split_plan(net, 2, 2, use_output_group=True))
 
 
 @requires_shared_models
@@ -464,3 +528,27 @@ def test_fast_sizes_equal_extracted_tiles_on_a_residual_block() -> None:
     group = depth_group(net, 1, 2)  # relu_3 .. relu_7, with the projection shortcut from relu_1
     tiles = output_tiles(net.layers[2].shape, (3, 3))
     assert np.array_equal(tile_block_sizes(group, tiles), _reference_sizes(group, tiles))
+
+
+@requires_shared_models
+@pytest.mark.parametrize(
+    ("model", "grid", "expected"),
+    [
+        # relu_1 and relu_3 do not fit one group under 2x2 or 4x4; the FC layer relu_6 and
+        # the output map stay one group (its output is y), parts 1.
+        ("oval21__cifar_base_kw", 4, [("relu_1", "relu_1", 428), ("relu_3", "relu_3", 352), ("relu_6", "relu_6", 200)]),
+        ("oval21__cifar_deep_kw", 4, [("relu_1", "relu_1", 428), ("relu_3", "relu_3", 416), ("relu_5", "relu_5", 416),
+                                      ("relu_7", "relu_7", 320), ("relu_10", "relu_10", 200)]),
+        ("cifar10_resnet__resnet_2b", 4, [("relu_1", "relu_1", 371), ("relu_3", "relu_7", 968),
+                                          ("relu_9", "relu_12", 896), ("relu_15", "relu_15", 200)]),
+    ],
+)  # fmt: skip
+def test_split_plan_on_cifar_nets(model: str, grid: int, expected: list[tuple[str, str, int]]) -> None:
+    net = shared(model)
+    plan = split_plan(net, grid, grid, max_block_size=600, use_output_group=True)
+    sizes = plan_block_sizes(net, plan)
+    assert [(g.first, g.last, int(s.max())) for g, s in zip(plan.groups, sizes)] == expected
+    assert not plan.has_output_group  # the last activation layer is 1-D
+    assert all(g.grid == (grid, grid) for g in plan.groups[:-1]) and plan.groups[-1].parts == 1
+    # Only the residual blocks (indivisible units) exceed 600, and the plan says so.
+    _check_budget(net, plan, 600)

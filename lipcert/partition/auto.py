@@ -5,47 +5,26 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from lipcert.errors import BadInputError
 from lipcert.network.form import Network
-from lipcert.partition.block_sizes import GroupSizer
-from lipcert.partition.geometry import depth_units, group_output_shape, is_spatial, require_layers
+from lipcert.partition.block_sizes import GroupSizer, tile_block_sizes
+from lipcert.partition.depth import output_map, output_map_refusal
+from lipcert.partition.geometry import depth_units, is_spatial, require_layers, span_output_shape
 from lipcert.partition.grids import grid_misfit, shape_text
-from lipcert.partition.plan_types import GroupPlan, Plan, Tiling, group_from_tiling, group_label, tiling_text
+from lipcert.partition.plan_types import (
+    DEFAULT_MAX_BLOCK_SIZE,
+    OUTPUT_GROUP,
+    GroupPlan,
+    Plan,
+    Tiling,
+    group_from_tiling,
+    tiling_text,
+)
 
-# --------------------------------------------------------------------------- split_plan
-
-
-def split_plan(net: Network, rows: int, cols: int, *, method: str = "lipsdp-neuron", combine: str = "coupled") -> Plan:
-    """--split RxC: one group per depth unit, the grid on every spatial output, parts=1 elsewhere."""
-    require_layers(net)
-    groups = tuple(_split_group(net, first, last, (rows, cols)) for first, last in depth_units(net))
-    flat_only = all(group.grid is None for group in groups)
-    notes = (f"--split {rows}x{cols} applies to no group: no group has a (C, H, W) output",) if flat_only else ()
-    return Plan(groups, method=method, combine=combine, warnings=notes)
-
-
-def _split_group(net: Network, first: int, last: int, grid: tuple[int, int]) -> GroupPlan:
-    """The group of layers first..last: the grid if its output is spatial (and it fits), else parts=1."""
-    shape = group_output_shape(net, last)
-    names = net.layers[first].name, net.layers[last].name
-    if not is_spatial(shape):
-        return GroupPlan(*names, parts=1)
-    if (reason := grid_misfit(grid, shape)) is not None:
-        limit = _largest_split(net)
-        raise BadInputError(
-            f"--split {grid[0]}x{grid[1]} does not fit group {group_label(*names)} output "
-            f"{shape_text(shape[1:])}: {reason} (this network accepts --split up to {limit[0]}x{limit[1]})"
-        )
-    return GroupPlan(*names, grid=grid)
-
-
-def _largest_split(net: Network) -> tuple[int, int]:
-    shapes = [group_output_shape(net, last) for _, last in depth_units(net)]
-    spatial = [s for s in shapes if is_spatial(s)]
-    return min(s[1] for s in spatial), min(s[2] for s in spatial)
-
-
-# --------------------------------------------------------------------------- auto_plan
+Run = tuple[int, int]  # depth units a..b (inclusive) forming one group
+Cost = tuple[int, ...]  # summed element-wise along a plan; smaller is better
 
 
 @dataclass(frozen=True)
@@ -55,6 +34,93 @@ class _Choice:
     tiling: Tiling
     largest: int
     fits: bool
+
+
+# --------------------------------------------------------------------------- split_plan
+
+
+def split_plan(
+    net: Network,
+    rows: int,
+    cols: int,
+    *,
+    max_block_size: int = DEFAULT_MAX_BLOCK_SIZE,
+    use_output_group: bool = False,
+    method: str = "lipsdp-neuron",
+    combine: str = "coupled",
+    compress: bool = True,
+) -> Plan:
+    """--split RxC: the grid on every group's spatial output, depth units merged within the budget.
+
+    Each group outputs a (C, H, W) map cut by the RxC grid, or a 1-D vector as one block
+    (parts 1); spatial and 1-D depth units are never merged together. Consecutive units of
+    the same kind merge into one group while every block of the merged group stays within
+    max_block_size: fewest groups (deeper groups are tighter), then the smallest largest
+    block. When the last activation layer is spatial and y is not, the plan ends with the
+    output group, so the grid cuts that layer's map too (unless use_output_group is False:
+    then the group ending at the last layer outputs y, as one block). A unit over the
+    budget on its own stays a group, with a warning.
+    """
+    require_layers(net)
+    _check_budget_value(max_block_size)
+    grid = (rows, cols)
+    units = depth_units(net)
+    tail = use_output_group and _split_uses_output_group(net)
+    shapes = [span_output_shape(net, last, tail) for _, last in units]
+    _check_grid_fits(net, units, shapes, grid)
+    tilings: list[Tiling] = [grid if is_spatial(shape) else (1,) for shape in shapes]
+    runs: dict[Run, _Choice] = {}
+    for b in range(len(units)):
+        for a in range(b, -1, -1):
+            if len(tilings[a]) != len(tilings[b]):
+                break  # a spatial unit and a 1-D unit never share a group
+            largest = GroupSizer(net, units[a][0], units[b][1], compress, tail).largest(tilings[b])
+            choice = _Choice(tilings[b], largest, largest <= max_block_size)
+            if choice.fits or a == b:
+                runs[a, b] = choice
+            if not choice.fits:
+                break  # earlier starts only widen the cones
+    costs = {run: (int(not c.fits), 1, c.largest) for run, c in runs.items()}
+    path, _ = _cheapest_cover(len(units), costs)
+    groups, notes = [], []
+    for a, b in path:
+        group = _run_group(net, units, a, b, runs[a, b].tiling)
+        groups.append(group)
+        if not runs[a, b].fits:
+            notes.append(_split_over_budget_note(group, runs[a, b], max_block_size))
+    if tail:
+        groups.append(OUTPUT_GROUP)
+        if (largest := _output_group_block(net, compress)) > max_block_size:
+            notes.append(f"the output group is one block of {largest}, above max_block_size {max_block_size}")
+    if all(group.grid is None for group in groups):
+        notes.insert(0, f"--split {rows}x{cols} applies to no group: no group has a (C, H, W) output")
+    return Plan(tuple(groups), method=method, combine=combine, warnings=tuple(notes))
+
+
+def _split_uses_output_group(net: Network) -> bool:
+    """The output group lets the grid cut the last layer: when that layer is spatial and y is not."""
+    spatial_last = is_spatial(net.layers[-1].shape) and not is_spatial(net.output_shape)
+    return spatial_last and output_map_refusal(net) is None
+
+
+def _check_grid_fits(net: Network, units: list[Run], shapes: list[tuple[int, ...]], grid: tuple[int, int]) -> None:
+    spatial = [(unit, shape) for unit, shape in zip(units, shapes) if is_spatial(shape)]
+    for (_, last), shape in spatial:
+        if (reason := grid_misfit(grid, shape)) is not None:
+            rows, cols = min(s[1] for _, s in spatial), min(s[2] for _, s in spatial)
+            raise BadInputError(
+                f"--split {grid[0]}x{grid[1]} does not fit the output {shape_text(shape[1:])} of "
+                f"{net.layers[last].name!r}: {reason} (the grid cuts every spatial output; "
+                f"this network accepts --split up to {rows}x{cols})"
+            )
+
+
+def _split_over_budget_note(group: GroupPlan, choice: _Choice, budget: int) -> str:
+    what = f"{tiling_text(choice.tiling)} gives" if choice.tiling != (1,) else "as one block it has"
+    return f"group {group.label}: {what} blocks up to {choice.largest}, above max_block_size {budget}"
+
+
+# --------------------------------------------------------------------------- auto_plan
 
 
 def auto_plan(
@@ -69,22 +135,40 @@ def auto_plan(
 
     Groups are runs of depth units (depth_units); each candidate group gets the coarsest
     tiling whose largest block fits. A unit that fits under no tiling keeps the tiling
-    with its smallest largest block, and the plan records a warning.
+    with its smallest largest block, and the plan records a warning. When the output may
+    be cut off the last layer (output_map_refusal), the plan may also end with the output
+    group; being one more group, it is chosen only when it leaves fewer groups over budget.
     """
     require_layers(net)
-    if max_block_size < 1:
-        raise BadInputError(f"max_block_size must be >= 1, found {max_block_size}")
+    _check_budget_value(max_block_size)
     units = depth_units(net)
-    choices = _candidate_groups(net, units, max_block_size, compress)
+    last_unit = len(units) - 1
+    choices = _candidate_groups(net, units, max_block_size, compress, range(len(units)), False)
+    tail_choices: dict[Run, _Choice] = {}
+    tail_costs: dict[Run, Cost] = {}
+    tail_block = 0
+    if output_map_refusal(net) is None:
+        tail_block = _output_group_block(net, compress)
+        tail_cost = (int(tail_block > max_block_size), 1, 1)
+        tail_choices = _candidate_groups(net, units, max_block_size, compress, [last_unit], True)
+        tail_costs = {run: _add(_auto_cost(c), tail_cost) for run, c in tail_choices.items()}
+    path, tail = _cheapest_cover(len(units), {run: _auto_cost(c) for run, c in choices.items()}, tail_costs)
     groups, notes = [], []
-    for a, b in _fewest_groups(len(units), choices):
-        choice = choices[a, b]
-        first, last = net.layers[units[a][0]].name, net.layers[units[b][1]].name
-        group = group_from_tiling(first, last, choice.tiling)
+    for a, b in path:
+        choice = tail_choices[a, b] if tail and b == last_unit else choices[a, b]
+        group = _run_group(net, units, a, b, choice.tiling)
         groups.append(group)
         if not choice.fits:
             notes.append(_over_budget_note(group, choice, max_block_size))
+    if tail:
+        groups.append(OUTPUT_GROUP)
+        if tail_block > max_block_size:
+            notes.append(f"the output group is one block of {tail_block}, above the budget {max_block_size}")
     return Plan(tuple(groups), method=method, combine=combine, warnings=tuple(notes))
+
+
+def _auto_cost(choice: _Choice) -> Cost:
+    return (int(not choice.fits), 1, math.prod(choice.tiling))
 
 
 def _over_budget_note(group: GroupPlan, choice: _Choice, budget: int) -> str:
@@ -95,17 +179,17 @@ def _over_budget_note(group: GroupPlan, choice: _Choice, budget: int) -> str:
 
 
 def _candidate_groups(
-    net: Network, units: list[tuple[int, int]], budget: int, compress: bool
-) -> dict[tuple[int, int], _Choice]:
-    """Tilings of every run of units a..b worth trying.
+    net: Network, units: list[Run], budget: int, compress: bool, ends: range | list[int], to_activations: bool
+) -> dict[Run, _Choice]:
+    """Tilings of every run of units a..b (b in ends) worth trying.
 
     A run is extended backwards only while it fits: a longer run has wider cones, so once
     the finest tiling overflows, longer runs ending at the same unit would too.
     """
     choices = {}
-    for b in range(len(units)):
+    for b in ends:
         for a in range(b, -1, -1):
-            sizer = GroupSizer(net, units[a][0], units[b][1], compress)
+            sizer = GroupSizer(net, units[a][0], units[b][1], compress, to_activations)
             choice = _choose_tiling(sizer, budget)
             if choice.fits or a == b:
                 choices[a, b] = choice
@@ -114,19 +198,60 @@ def _candidate_groups(
     return choices
 
 
-def _fewest_groups(n_units: int, choices: dict[tuple[int, int], _Choice]) -> list[tuple[int, int]]:
-    """Runs covering units 0..n-1 minimising (groups over budget, groups, tiles): a shortest path."""
-    best: list[tuple[tuple[int, int, int], list[tuple[int, int]]] | None] = [None] * (n_units + 1)
+# --------------------------------------------------------------------------- shared
+
+
+def _check_budget_value(max_block_size: int) -> None:
+    if max_block_size < 1:
+        raise BadInputError(f"max_block_size must be >= 1, found {max_block_size}")
+
+
+def _run_group(net: Network, units: list[Run], a: int, b: int, tiling: Tiling) -> GroupPlan:
+    return group_from_tiling(net.layers[units[a][0]].name, net.layers[units[b][1]].name, tiling)
+
+
+def _output_group_block(net: Network, compress: bool) -> int:
+    """LMI side of the output group's single block."""
+    return int(tile_block_sizes(output_map(net), [np.arange(net.n_y)], compress)[0])
+
+
+def _add(a: Cost, b: Cost) -> Cost:
+    return tuple(x + y for x, y in zip(a, b))
+
+
+def _cheapest_cover(
+    n_units: int, costs: dict[Run, Cost], tail_costs: dict[Run, Cost] | None = None
+) -> tuple[list[Run], bool]:
+    """Runs covering units 0..n-1 with the least summed cost (a shortest path over run ends).
+
+    tail_costs are alternative last runs (ending at unit n-1) followed by the output
+    group, their cost including it. Returns the runs and whether the output group follows.
+    """
+    best: list[tuple[Cost, list[Run]] | None] = [None] * (n_units + 1)
     best[0] = ((0, 0, 0), [])
+
+    def extend(run: Run, cost: Cost, current: tuple[Cost, list[Run]] | None) -> tuple[Cost, list[Run]] | None:
+        start = best[run[0]]
+        if start is None:
+            return current
+        total = _add(start[0], cost)
+        return (total, [*start[1], run]) if current is None or total < current[0] else current
+
     for b in range(n_units):
-        for (a, end), choice in choices.items():
-            if end != b or best[a] is None:
-                continue
-            (over, count, tiles), runs = best[a]
-            cost = (over + (not choice.fits), count + 1, tiles + math.prod(choice.tiling))
-            if best[b + 1] is None or cost < best[b + 1][0]:
-                best[b + 1] = (cost, [*runs, (a, b)])
-    return best[n_units][1]
+        for run, cost in _ending_at(costs, b):
+            best[b + 1] = extend(run, cost, best[b + 1])
+    plain = best[n_units]
+    with_tail = None
+    for run, cost in _ending_at(tail_costs or {}, n_units - 1):
+        with_tail = extend(run, cost, with_tail)
+    assert plain is not None or with_tail is not None  # every unit has its own run
+    if with_tail is not None and (plain is None or with_tail[0] < plain[0]):
+        return with_tail[1], True
+    return plain[1], False
+
+
+def _ending_at(costs: dict[Run, Cost], b: int) -> list[tuple[Run, Cost]]:
+    return [(run, cost) for run, cost in costs.items() if run[1] == b]
 
 
 # --------------------------------------------------------------------------- one group's tiling

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from lipcert.network.form import Network
 from lipcert.partition.depth import depth_group
-from lipcert.partition.geometry import group_output_shape, group_span, group_tiles, output_tiles
+from lipcert.partition.geometry import group_network, group_tiles, output_tiles, span_output_shape
 from lipcert.partition.plan_types import Plan, Tiling
 
 
@@ -42,24 +42,24 @@ def tile_block_sizes(group: Network, tiles: Sequence[np.ndarray], compress: bool
 
 
 def plan_block_sizes(net: Network, plan: Plan, compress: bool = True) -> list[np.ndarray]:
-    """Per group, the LMI side of each of its tiles."""
-    out = []
-    for group in plan.groups:
-        first, last = group_span(net, group)
-        out.append(tile_block_sizes(depth_group(net, first, last), group_tiles(net, group), compress))
-    return out
+    """Per group, the LMI side of each of its tiles (of group_network(net, group, plan))."""
+    return [
+        tile_block_sizes(group_network(net, group, plan), group_tiles(net, group, plan), compress)
+        for group in plan.groups
+    ]
 
 
 class GroupSizer:
     """Largest block of one candidate group (layers first..last) per tiling, cached.
 
     Each evaluation costs sparse products, and auto_plan's search asks for the same
-    tilings repeatedly.
+    tilings repeatedly. to_activations: the group is followed by the output group (it
+    matters only when `last` is the final layer; see depth.depth_group).
     """
 
-    def __init__(self, net: Network, first: int, last: int, compress: bool) -> None:
-        self.shape = group_output_shape(net, last)
-        self._pattern = _pattern(depth_group(net, first, last))
+    def __init__(self, net: Network, first: int, last: int, compress: bool, to_activations: bool = False) -> None:
+        self.shape = span_output_shape(net, last, to_activations)
+        self._pattern = _pattern(depth_group(net, first, last, to_activations=to_activations))
         self._compress = compress
         self._cache: dict[Tiling, int] = {}
 

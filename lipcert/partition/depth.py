@@ -5,6 +5,11 @@ reads only the activations of layer k-1 and later ones. Then f = g_2 o g_1 with
 g_1: x -> w_{k-1}, and L(f) <= L(g_1) L(g_2). The test reads the sparsity of A, B, C
 and D, so a residual connection that jumps over k (or an output that reads x)
 makes k invalid whatever the architecture looks like.
+
+The same test at k = len(layers) says whether the output y can be cut off the last
+activation layer: y = D_last w_last (C = 0, D reads no earlier layer). Then the output
+map is a group of its own (output_map, no neurons, L = ||D_last||), and the group that
+ends at the last layer outputs that layer's activations (depth_group(..., to_activations=True)).
 """
 
 from __future__ import annotations
@@ -34,12 +39,15 @@ def valid_cuts(net: Network) -> list[int]:
     return [k for k in range(1, len(net.layers)) if _cut_violation(net, reads, k) is None]
 
 
-def depth_group(net: Network, first: int, last: int) -> Network:
+def depth_group(net: Network, first: int, last: int, *, to_activations: bool = False) -> Network:
     """The sub-network of layers first..last (inclusive).
 
     Its input is x when first == 0, else the activations of layer first-1. Its output is
     the activations of layer `last` (an exact selector) unless `last` is the final layer,
-    whose group also carries the output map y = C x + D w restricted to the group.
+    whose group also carries the output map y = C x + D w restricted to the group. With
+    to_activations, a group ending at the final layer outputs that layer's activations
+    too; the output map is then output_map(net), and the cut after the final layer must be
+    valid (output_map_refusal), else ValueError.
     """
     n_layers = len(net.layers)
     if not 0 <= first <= last < n_layers:
@@ -48,16 +56,60 @@ def depth_group(net: Network, first: int, last: int) -> Network:
     for cut in (first, last + 1):
         if 0 < cut < n_layers and (reason := _cut_violation(net, reads, cut)) is not None:
             raise ValueError(f"cannot cut before layer {cut} ({net.layers[cut].name!r}): {reason}")
-    return _group(net, first, last)
+    ends_in_y = last == n_layers - 1 and not to_activations
+    if last == n_layers - 1 and to_activations and (reason := _output_refusal(net, reads)) is not None:
+        raise ValueError(f"cannot cut the output map off the last layer: {reason}")
+    return _group(net, first, last, ends_in_y)
 
 
-def _group(net: Network, first: int, last: int) -> Network:
+def output_map_refusal(net: Network) -> str | None:
+    """Why y cannot be a group of its own (it must read only the last activation layer), or None."""
+    if not net.layers:
+        return "the network has no activation layers"
+    return _output_refusal(net, _reads(net))
+
+
+def output_map(net: Network) -> Network:
+    """The output group: y = D_last w_last + bias_y, from the last layer's activations, no neurons.
+
+    Its Lipschitz constant is exactly ||D_last||. ValueError when output_map_refusal(net) says why not.
+    """
+    if (reason := output_map_refusal(net)) is not None:
+        raise ValueError(f"cannot cut the output map off the last layer: {reason}")
+    source = net.layers[-1]
+    return Network(
+        A=sp.csr_matrix((0, source.size)),
+        B=sp.csr_matrix((0, 0)),
+        C=sp.csr_matrix(sp.csr_matrix(net.D)[:, source.start : source.stop]),
+        D=sp.csr_matrix((net.n_y, 0)),
+        bias_v=np.zeros(0),
+        bias_y=np.asarray(net.bias_y),
+        layers=(),
+        input_shape=tuple(source.shape),
+        output_shape=tuple(net.output_shape),
+    )
+
+
+def _output_refusal(net: Network, reads: _Reads) -> str | None:
+    last = len(net.layers) - 1
+    if reads.output_reads_x:
+        return "the output reads the network input x"
+    if reads.output_earliest < last:
+        src = reads.output_earliest
+        return (
+            f"the output reads layer {src} ({net.layers[src].name!r}), not only the last layer "
+            f"{last} ({net.layers[last].name!r})"
+        )
+    return None
+
+
+def _group(net: Network, first: int, last: int, ends_in_y: bool) -> Network:
     lo, hi = net.layers[first].start, net.layers[last].stop
     A, B, C, D = (sp.csr_matrix(m) for m in (net.A, net.B, net.C, net.D))
     source = None if first == 0 else net.layers[first - 1]
     group_A = A[lo:hi] if source is None else B[lo:hi, source.start : source.stop]
     input_shape = net.input_shape if source is None else source.shape
-    if last == len(net.layers) - 1:
+    if ends_in_y:
         group_C = C if source is None else D[:, source.start : source.stop]
         group_D, bias_y, output_shape = D[:, lo:hi], np.asarray(net.bias_y), net.output_shape
     else:

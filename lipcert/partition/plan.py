@@ -4,13 +4,17 @@ A plan lists groups of consecutive activation layers. Together they cover every 
 once, in order, and each group may start only where a depth cut is valid (no residual
 connection jumps over it). Each group's output is cut into tiles: a rows x columns grid
 when that output is a (C, H, W) map, or `parts` contiguous neuron ranges otherwise.
-A group's output is its last layer's activations, except for the last group, whose
-output is the network's output y (see depth.depth_group).
+A group's output is its last layer's activations, except for the group ending at the
+last layer, whose output is the network's output y (see depth.depth_group), unless the
+plan ends with the output group (OUTPUT_GROUP, `layers: output` in YAML): the output
+map y = D_last w_last alone, allowed when y reads only the last activation layer
+(depth.output_map_refusal). group_network(net, group, plan) builds the network of any
+group; group_output_shape and group_tiles describe its output.
 
 This module gathers the plan's public names; they live in:
 
     plan_types   GroupPlan, Plan, Tiling and the allowed methods, combines, solver settings
-    geometry     where groups sit in the network: spans, output shapes, depth units, tiles
+    geometry     where groups sit in the network: group_network, spans, output shapes, depth units, tiles
     block_sizes  the LMI side of every tile (block_size, tile_block_sizes, plan_block_sizes)
     grids        "RxC" text: parse_grid (the CLI's --split), grid fit checks
     auto         plans from the network alone: split_plan (--split), auto_plan (a block budget)
@@ -22,25 +26,41 @@ from __future__ import annotations
 
 from lipcert.partition.auto import auto_plan, split_plan
 from lipcert.partition.block_sizes import block_size, plan_block_sizes, tile_block_sizes
+from lipcert.partition.depth import output_map, output_map_refusal
 from lipcert.partition.geometry import (
     depth_units,
+    group_network,
     group_output_shape,
     group_span,
     group_tiles,
     is_spatial,
     layer_positions,
     output_tiles,
+    span_output_shape,
 )
 from lipcert.partition.grids import parse_grid
 from lipcert.partition.plan_reader import GROUP_KEYS, TOP_KEYS
-from lipcert.partition.plan_types import COMBINES, DEFAULT_SOLVER, METHODS, GroupPlan, Plan, Tiling
+from lipcert.partition.plan_types import (
+    COMBINES,
+    DEFAULT_MAX_BLOCK_SIZE,
+    DEFAULT_SOLVER,
+    METHODS,
+    OUTPUT,
+    OUTPUT_GROUP,
+    GroupPlan,
+    Plan,
+    Tiling,
+)
 from lipcert.partition.plan_yaml import load_plan, parse_plan, plan_to_yaml
 
 __all__ = [
     "COMBINES",
+    "DEFAULT_MAX_BLOCK_SIZE",
     "DEFAULT_SOLVER",
     "GROUP_KEYS",
     "METHODS",
+    "OUTPUT",
+    "OUTPUT_GROUP",
     "TOP_KEYS",
     "GroupPlan",
     "Plan",
@@ -48,17 +68,21 @@ __all__ = [
     "auto_plan",
     "block_size",
     "depth_units",
+    "group_network",
     "group_output_shape",
     "group_span",
     "group_tiles",
     "is_spatial",
     "layer_positions",
     "load_plan",
+    "output_map",
+    "output_map_refusal",
     "output_tiles",
     "parse_grid",
     "parse_plan",
     "plan_block_sizes",
     "plan_to_yaml",
+    "span_output_shape",
     "split_plan",
     "tile_block_sizes",
 ]

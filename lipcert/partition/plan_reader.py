@@ -9,13 +9,22 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from yaml.nodes import Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from lipcert.network.form import Network
-from lipcert.partition.depth import depth_group, valid_cuts
-from lipcert.partition.geometry import group_output_shape, is_spatial, layer_positions
+from lipcert.partition.depth import depth_group, output_map_refusal, valid_cuts
+from lipcert.partition.geometry import is_spatial, layer_positions, span_output_shape
 from lipcert.partition.grids import grid_from_text, grid_misfit, shape_text
-from lipcert.partition.plan_types import COMBINES, DEFAULT_SOLVER, METHODS, GroupPlan, Plan, group_label
+from lipcert.partition.plan_types import (
+    COMBINES,
+    DEFAULT_SOLVER,
+    METHODS,
+    OUTPUT,
+    OUTPUT_GROUP,
+    GroupPlan,
+    Plan,
+    group_label,
+)
 from lipcert.partition.yaml_nodes import NodeReader, is_null
 
 TOP_KEYS = ("version", "method", "combine", "solver", "groups")
@@ -70,17 +79,59 @@ class PlanReader(NodeReader):
     def groups(self, node: Node) -> tuple[GroupPlan, ...]:
         if not isinstance(node, SequenceNode) or not node.value:
             self.fail(node, "groups", "expected a non-empty list of groups (- layers: [first, last])")
+        items, n_layers = node.value, len(self.names)
         groups, next_layer = [], 0
-        for i, item in enumerate(node.value):
+        for i, item in enumerate(items):
             key = f"groups[{i}]"
             fields = self.group_fields(item, key)
             layers_node = fields["layers"][1]
+            # `output` is the output group once every layer is covered (before that, it can
+            # only be a layer of that name), so a layer named "output" stays expressible.
+            if names_output(layers_node) and (next_layer == n_layers or OUTPUT not in self.where):
+                groups.append(self.output_group(fields, key, i, len(items), next_layer))
+                continue
             first, last = self.layer_range(layers_node, f"{key}.layers")
             self.check_start(layers_node, f"{key}.layers", i, first, next_layer)
-            groups.append(self.group(fields, key, first, last))
+            output_follows = last == n_layers - 1 and i + 1 < len(items) and names_output(self.layers_of(items[i + 1]))
+            groups.append(self.group(fields, key, first, last, output_follows))
             next_layer = last + 1
         self.check_end(layers_node, f"groups[{len(groups) - 1}].layers", next_layer)
         return tuple(groups)
+
+    def layers_of(self, item: Node) -> Node | None:
+        """The `layers` value of a group item, or None (its own checks come when it is read)."""
+        if isinstance(item, MappingNode):
+            for key_node, value_node in item.value:
+                if isinstance(key_node, ScalarNode) and key_node.value == "layers":
+                    return value_node
+        return None
+
+    def output_group(self, fields: Fields, key: str, i: int, n_items: int, next_layer: int) -> GroupPlan:
+        """`layers: output`: the output map alone, y from the last layer's activations, as the last group."""
+        layers_node, last = fields["layers"][1], self.names[-1]
+        if next_layer < len(self.names):
+            rest = ", ".join(self.names[next_layer:])
+            self.fail(
+                layers_node,
+                f"{key}.layers",
+                f"the output group can only follow the group that ends at the last layer {last!r}; "
+                f"{rest} {'is' if next_layer == len(self.names) - 1 else 'are'} in no group",
+            )
+        if i != n_items - 1:
+            self.fail(layers_node, f"{key}.layers", f"the output group must be the last group; remove groups[{i + 1}:]")
+        if (reason := output_map_refusal(self.net)) is not None:
+            self.fail(
+                layers_node,
+                f"{key}.layers",
+                f"the output group needs the output y to read only the last activation layer {last!r}, "
+                f"but {reason}; remove it (the group ending at {last!r} then outputs y)",
+            )
+        what = f"the output group is one block (the activations of {last!r} to y, {self.net.n_y} values)"
+        if "grid" in fields:
+            self.fail(fields["grid"][0], f"{key}.grid", f"{what}: it takes no grid")
+        if "parts" in fields and self.integer(fields["parts"][1], f"{key}.parts", 1) != 1:
+            self.fail(fields["parts"][1], f"{key}.parts", f"{what}: parts must be 1")
+        return OUTPUT_GROUP
 
     def group_fields(self, node: Node, key: str) -> Fields:
         fields = self.mapping(node, key, GROUP_KEYS)
@@ -163,8 +214,9 @@ class PlanReader(NodeReader):
 
     # ---- the groups: how each output is tiled
 
-    def group(self, fields: Fields, key: str, first: int, last: int) -> GroupPlan:
-        shape = group_output_shape(self.net, last)
+    def group(self, fields: Fields, key: str, first: int, last: int, output_follows: bool) -> GroupPlan:
+        """A layer group; it outputs y if it ends at the last layer, unless the output group follows."""
+        shape = span_output_shape(self.net, last, to_activations=output_follows)
         names = self.names[first], self.names[last]
         label = group_label(*names)
         if is_spatial(shape):
@@ -215,3 +267,9 @@ class PlanReader(NodeReader):
                 f"grid {grid[0]}x{grid[1]} does not fit group {label} output {shape_text(shape[1:])}: {reason}",
             )
         return grid
+
+
+def names_output(node: Node | None) -> bool:
+    """Whether a `layers` value is `output` (or [output] / [output, output])."""
+    items = node.value if isinstance(node, SequenceNode) else [node]
+    return 1 <= len(items) <= 2 and all(isinstance(n, ScalarNode) and n.value == OUTPUT for n in items)

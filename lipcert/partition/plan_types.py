@@ -8,21 +8,37 @@ from typing import Any
 
 METHODS = ("naive", "lipsdp-neuron", "lipsdp-layer")
 COMBINES = ("paper", "overlap", "pou", "coupled")
-DEFAULT_SOLVER: dict[str, Any] = {"eps": 1e-4, "max_iters": 5000, "time_limit": 120, "warm_start": True}
+# The same defaults as lipcert.sdp.solve.SolverSettings, chosen there by measurement (eps 1e-3 with
+# warm-started tightening gave the best verified bound per second); kept as plain values so that
+# reading a plan does not import the solver stack.
+DEFAULT_SOLVER: dict[str, Any] = {"eps": 1e-3, "max_iters": 20_000, "time_limit": None, "warm_start": True}
+
+DEFAULT_MAX_BLOCK_SIZE = 600  # LMI side per block (the CLI's --max-block-size default)
+OUTPUT = "output"  # how plans (YAML, messages) name the output group
 
 Tiling = tuple[int, ...]  # (rows, cols) for a grid, (parts,) for neuron ranges
 
 
 @dataclass(frozen=True)
 class GroupPlan:
-    """Layers first..last (names, inclusive) and how the group's output is tiled."""
+    """Layers first..last (names, inclusive) and how the group's output is tiled.
+
+    With `output=True` the group is the **output group** (OUTPUT_GROUP): no activation
+    layers, just the output map y = D_last w_last from the last layer's activations. Its
+    names are both OUTPUT and it is one block (parts 1). It can only end a plan, and it
+    makes the group before it output the last layer's activations instead of y.
+    The flag (not the name) marks it, so an activation layer named "output" stays a layer.
+    """
 
     first: str
     last: str
     grid: tuple[int, int] | None = None  # for a (C, H, W) output
     parts: int | None = None  # for any other output, flattened
+    output: bool = False  # the output group (see above)
 
     def __post_init__(self) -> None:
+        if self.output and (self.first, self.last, self.grid, self.parts) != (OUTPUT, OUTPUT, None, 1):
+            raise ValueError(f"the output group is GroupPlan({OUTPUT!r}, {OUTPUT!r}, parts=1, output=True)")
         if (self.grid is None) == (self.parts is None):
             raise ValueError(f"group {self.label}: give exactly one of grid or parts")
         if self.grid is not None and (len(self.grid) != 2 or min(self.grid) < 1):
@@ -32,7 +48,7 @@ class GroupPlan:
 
     @property
     def label(self) -> str:
-        return group_label(self.first, self.last)
+        return OUTPUT if self.output else group_label(self.first, self.last)
 
     @property
     def tiling(self) -> Tiling:
@@ -41,6 +57,9 @@ class GroupPlan:
     @property
     def n_tiles(self) -> int:
         return math.prod(self.tiling)
+
+
+OUTPUT_GROUP = GroupPlan(OUTPUT, OUTPUT, parts=1, output=True)
 
 
 @dataclass(frozen=True)
@@ -54,6 +73,10 @@ class Plan:
     def __post_init__(self) -> None:
         if not self.groups:
             raise ValueError("a plan needs at least one group")
+        if any(group.output for group in self.groups[:-1]):
+            raise ValueError("the output group can only be the last group")
+        if self.groups[0].output:
+            raise ValueError("the output group cannot be the only group: a plan must cover the activation layers")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; expected one of {', '.join(METHODS)}")
         if self.combine not in COMBINES:
@@ -63,6 +86,11 @@ class Plan:
             raise ValueError(f"unknown solver settings {sorted(unknown)}; expected {list(DEFAULT_SOLVER)}")
         # Fill the defaults once here so every consumer sees all four settings.
         object.__setattr__(self, "solver", {**DEFAULT_SOLVER, **self.solver})
+
+    @property
+    def has_output_group(self) -> bool:
+        """Whether the plan ends with OUTPUT_GROUP (then the group before it outputs activations)."""
+        return self.groups[-1].output
 
 
 def group_label(first: str, last: str) -> str:

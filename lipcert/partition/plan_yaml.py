@@ -15,6 +15,9 @@ YAML schema, version 1 (configs/README.md has the same with examples):
         grid: 2x2                 # spatial output: rows x columns (default 1x1)
       - layers: [relu_5, relu_5]  # or simply `layers: relu_5`
         parts: 1                  # 1-D output: neuron ranges (default 1)
+      - layers: output            # optional, last: the output map alone (y from the last
+                                  # layer's activations); the group before it then outputs
+                                  # those activations instead of y (so a grid fits them)
 
 `grid` also accepts a pair [rows, cols]. Every error names the file, the line and the
 key (e.g. "plan.yaml, line 7, groups[1].grid: grid 9x2 does not fit ..."); plan_reader
@@ -35,10 +38,10 @@ from yaml.nodes import Node
 from lipcert.errors import BadInputError
 from lipcert.network.form import Network
 from lipcert.partition.block_sizes import plan_block_sizes
-from lipcert.partition.geometry import group_output_shape, group_span, require_layers
+from lipcert.partition.geometry import group_output_shape, require_layers
 from lipcert.partition.grids import shape_text
 from lipcert.partition.plan_reader import PlanReader
-from lipcert.partition.plan_types import GroupPlan, Plan
+from lipcert.partition.plan_types import OUTPUT, GroupPlan, Plan
 
 # --------------------------------------------------------------------------- YAML in
 
@@ -85,19 +88,26 @@ def plan_to_yaml(plan: Plan, net: Network | None = None, compress: bool = True) 
     sizes = plan_block_sizes(net, plan, compress) if net is not None else [None] * len(plan.groups)
     for group, block in zip(plan.groups, sizes):
         if net is not None:
-            lines.append(f"  # {_group_comment(net, group, block)}")
+            lines.append(f"  # {_group_comment(net, group, plan, block)}")
         lines += _group_yaml(group)
     return "\n".join(lines) + "\n"
 
 
 def _group_yaml(group: GroupPlan) -> list[str]:
+    if group.output:
+        return [f"  - layers: {OUTPUT}"]
     tiling = f"grid: {group.grid[0]}x{group.grid[1]}" if group.grid else f"parts: {group.parts}"
     return [f"  - layers: [{_yaml_name(group.first)}, {_yaml_name(group.last)}]", f"    {tiling}"]
 
 
-def _group_comment(net: Network, group: GroupPlan, sizes: np.ndarray) -> str:
-    _, last = group_span(net, group)
-    shape = shape_text(group_output_shape(net, last))
+def _group_comment(net: Network, group: GroupPlan, plan: Plan, sizes: np.ndarray) -> str:
+    shape = shape_text(group_output_shape(net, group, plan))
+    if group.output:
+        source = net.layers[-1]
+        return (
+            f"the output map alone: {shape_text(source.shape)} activations of {source.name!r} -> y {shape}, "
+            f"one block of {int(sizes.max())} (LMI side), bounded by the norm of the map"
+        )
     return f"output {shape}, {group.n_tiles} tile(s), largest block {int(sizes.max())} (LMI side)"
 
 
