@@ -1,79 +1,242 @@
-"""From a loaded model to a certificate: choose the blocks, certify each, combine."""
+"""From a loaded model to a certificate: plan, prepare blocks, solve (with reuse), combine."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
 
+import numpy as np
+
+from lipcert.blocks import PreparedGroup, distinct_jobs, prepare_groups
 from lipcert.errors import BadInputError, ModelTooLargeError
+from lipcert.execute import BlockOutcome, run_jobs
 from lipcert.load import LoadedModel
 from lipcert.naive import naive_bound
 from lipcert.network.form import Network
-from lipcert.result import BlockResult, Certificate
+from lipcert.outputs import select_outputs
+from lipcert.partition.combine import combine_depth, combine_overlap, combine_paper, combine_pou
+from lipcert.partition.plan import GroupPlan, Plan, auto_plan, load_plan, split_plan
+from lipcert.result import BlockResult, Certificate, GroupResult
 from lipcert.sdp.solve import SolverSettings
 
 METHODS = ("naive", "lipsdp-neuron", "lipsdp-layer")
 COMBINE_MODES = ("paper", "overlap", "pou", "coupled")
-DEFAULT_MAX_BLOCK = 1500  # an LMI side whose SCS solve still takes minutes, not hours, here
+DEFAULT_MAX_BLOCK = 600  # LMI side per block: an SCS solve of seconds, not minutes, on 2 cores
+DEFAULT_COMBINE = "coupled"
 
 
 @dataclass(frozen=True)
 class EstimateOptions:
-    method: str = "lipsdp-neuron"
+    method: str | None = None  # None: the plan's, else lipsdp-neuron
     split: tuple[int, int] | None = None
-    combine: str = "coupled"
-    settings: SolverSettings = SolverSettings()
+    plan_path: Path | None = None
+    combine: str | None = None  # None: the plan's, else DEFAULT_COMBINE
+    solver: dict | None = None  # overrides of the plan's solver settings (eps, max_iters, time_limit, warm_start)
     max_block_size: int = DEFAULT_MAX_BLOCK
+    workers: int = 1
+    scheduler: str | None = None
+    cache_dir: Path | None = None
+    selection: np.ndarray | None = None  # (k, n_y): certify x -> selection @ f(x) instead of f
+    selection_label: str = "all outputs"
 
 
-def estimate(model: LoadedModel, options: EstimateOptions) -> Certificate:
-    if options.method not in METHODS:
-        raise BadInputError(f"--method '{options.method}' is not one of {', '.join(METHODS)}")
+ProgressCallback = Callable[[BlockOutcome, int, int], None]  # outcome, done, total
+
+
+def estimate(model: LoadedModel, options: EstimateOptions, progress: ProgressCallback | None = None) -> Certificate:
     start = time.perf_counter()
-    if options.method == "naive":
-        block = _naive_block(model.network)
-        plan = "whole network (product of norms)"
+    net = model.network
+    if options.selection is not None:
+        net = select_outputs(net, options.selection)
+    plan = choose_plan(net, options)
+    settings = resolve_settings(plan, options)
+    cached = 0
+    if plan.method == "naive" and options.split is None and options.plan_path is None:
+        groups_out, notes = [_whole_naive(net)], ["naive: product of certified norms over the whole network"]
+        bound, plan_text = groups_out[0].bound, "whole network"
+        group_results = (GroupResult(0, "whole network", (1,), "single", bound),)
     else:
-        block = _full_lipsdp(model.network, options)
-        plan = "1x1 (full LipSDP)"
+        _check_block_sizes(net, plan, options)
+        prepared = prepare_groups(net, plan, settings)
+        outcomes, reused, cached = _solve(prepared, options, progress)
+        groups_out, bounds, notes = _combine_groups(prepared, outcomes)
+        bound, plan_text = combine_depth(bounds), describe(plan)
+        group_results = tuple(
+            GroupResult(g.index, g.label, g.plan.tiling, g.combine, b) for g, b in zip(prepared, bounds)
+        )
+        notes = [*plan.warnings, *notes, f"identical-block reuse saved {reused} solves"]
     return Certificate(
         model=str(model.path),
         sha256=model.sha256,
-        bound=block.bound,
-        method=options.method,
-        combine=None,
-        plan=plan,
-        blocks=(block,),
+        bound=bound,
+        method=plan.method,
+        combine=plan.combine if plan.method != "naive" else None,
+        plan=plan_text,
+        blocks=tuple(groups_out),
         seconds=time.perf_counter() - start,
-        input_shape=model.network.input_shape,
-        output_shape=model.network.output_shape,
+        input_shape=net.input_shape,
+        output_shape=net.output_shape,
+        notes=tuple(notes),
+        groups=group_results,
+        cached_blocks=cached,
+        selection=options.selection_label,
     )
 
 
-def _naive_block(net: Network) -> BlockResult:
+def choose_plan(net: Network, options: EstimateOptions) -> Plan:
+    """--plan FILE, else --split RxC, else the automatic plan; CLI choices override the file's."""
+    if options.method is not None and options.method not in METHODS:
+        raise BadInputError(f"--method '{options.method}' is not one of {', '.join(METHODS)}")
+    if options.plan_path is not None:
+        plan = load_plan(options.plan_path, net)
+    elif options.split == (1, 1):
+        plan = whole_plan(net)  # --split 1x1 is the full LipSDP: one block, no depth cuts
+    elif options.split is not None:
+        plan = split_plan(net, *options.split, max_block_size=options.max_block_size)
+    else:
+        plan = auto_plan(net, options.max_block_size)
+    overrides = {}
+    if options.method is not None:
+        overrides["method"] = options.method
+    if options.combine is not None or options.plan_path is None:
+        overrides["combine"] = options.combine or DEFAULT_COMBINE
+    return replace(plan, **overrides) if overrides else plan
+
+
+def whole_plan(net: Network) -> Plan:
+    if not net.layers:
+        raise BadInputError("the model has no activation layers: it is linear; use --method naive")
+    return Plan((GroupPlan(net.layers[0].name, net.layers[-1].name, parts=1),))
+
+
+def resolve_settings(plan: Plan, options: EstimateOptions) -> SolverSettings:
+    solver = {**plan.solver, **(options.solver or {})}
+    return SolverSettings(
+        eps=float(solver["eps"]),
+        max_iters=int(solver["max_iters"]),
+        time_limit_secs=float(solver["time_limit"] or 0.0),
+        warm_start=bool(solver["warm_start"]),
+    )
+
+
+def describe(plan: Plan) -> str:
+    parts = []
+    for group in plan.groups:
+        tiling = "x".join(str(t) for t in group.tiling) if group.grid else f"{group.parts} part(s)"
+        parts.append(f"{group.label} {tiling}")
+    return "; ".join(parts)
+
+
+def _whole_naive(net: Network) -> BlockResult:
     start = time.perf_counter()
     bound = naive_bound(net)
     return BlockResult(0, 0, net.lmi_size, bound, time.perf_counter() - start, "naive")
 
 
 def effective_lmi_size(net: Network) -> int:
-    """The LMI side SCS sees: inputs compress to at most the rows that read them (MATH.md §2)."""
-    readers = net.n_w + net.n_y
-    return min(net.n_x, readers) + net.n_w
+    """The LMI side SCS sees for a whole block: inputs compress to the rows reading them (MATH.md §2)."""
+    from lipcert.partition.plan import block_size
+
+    return block_size(net)
 
 
-def _full_lipsdp(net: Network, options: EstimateOptions) -> BlockResult:
-    size = effective_lmi_size(net)
-    if size > options.max_block_size:
-        raise ModelTooLargeError(
-            f"the full LipSDP matrix would be {size}x{size}, above the block limit of "
-            f"{options.max_block_size} (--max-block-size); certify in parts with --split, "
-            "e.g. --split 2x2, or leave out --split for the automatic plan"
-        )
-    from lipcert.sdp.certify import certify_block
+def _check_block_sizes(net: Network, plan: Plan, options: EstimateOptions) -> None:
+    """Refuse before solving when a block is above the limit, with the size and a way out."""
+    if plan.method == "naive":
+        return
+    from lipcert.partition.plan import plan_block_sizes
 
-    method = options.method.removeprefix("lipsdp-")
-    cert = certify_block(net, method=method, settings=options.settings)
+    for group, sizes in zip(plan.groups, plan_block_sizes(net, plan)):
+        largest = int(max(sizes))
+        if largest > options.max_block_size:
+            whole = len(plan.groups) == 1 and group.n_tiles == 1
+            what = "the full LipSDP matrix" if whole else f"a block of group {group.label}"
+            raise ModelTooLargeError(
+                f"{what} would be {largest}x{largest}, above the block limit of {options.max_block_size} "
+                "(--max-block-size); use a finer --split (e.g. --split 2x2) or leave out --split "
+                "for the automatic plan"
+            )
+
+
+def _solve(
+    prepared: list[PreparedGroup], options: EstimateOptions, progress: ProgressCallback | None
+) -> tuple[dict[str, BlockOutcome], int, int]:
+    """Outcomes by job key, how many blocks reused another's result, how many came from the cache."""
+    jobs, reused = distinct_jobs(prepared)
+    cache = None
+    if options.cache_dir is not None:
+        from lipcert.cache import BlockCache
+
+        cache = BlockCache(options.cache_dir)
+    outcomes: dict[str, BlockOutcome] = {}
+    todo = []
+    for job in jobs:
+        hit = cache.get(job.key) if cache else None
+        if hit is not None:
+            outcomes[job.key] = hit
+        else:
+            todo.append(job)
+    total, done = len(jobs), len(outcomes)
+    cached = len(outcomes)
+
+    def on_done(outcome: BlockOutcome) -> None:
+        nonlocal done
+        done += 1
+        if cache is not None:
+            cache.put(outcome)
+        if progress is not None:
+            progress(outcome, done, total)
+
+    outcomes.update(run_jobs(todo, options.workers, options.scheduler, on_done))
+    return outcomes, reused, cached
+
+
+def _combine_groups(
+    prepared: list[PreparedGroup], outcomes: dict[str, BlockOutcome]
+) -> tuple[list[BlockResult], list[float], list[str]]:
+    results: list[BlockResult] = []
+    bounds: list[float] = []
+    notes: list[str] = []
+    seen: set[str] = set()
+    for group in prepared:
+        group_outcomes = [outcomes[job.key] for job in group.jobs]
+        for tile, (job, outcome) in enumerate(zip(group.jobs, group_outcomes)):
+            reused = job.key in seen
+            seen.add(job.key)
+            results.append(_block_result(group.index, tile, outcome, reused))
+        bound = _combine_group(group, group_outcomes)
+        naive = naive_bound(group.net)
+        if naive < bound:  # both are sound; report the tighter, and say so
+            notes.append(f"group {group.label}: the naive bound {naive:.6g} beat {group.combine} {bound:.6g}")
+            bound = naive
+        bounds.append(bound)
+    return results, bounds, notes
+
+
+def _combine_group(group: PreparedGroup, outcomes: list[BlockOutcome]) -> float:
+    values = [o.bound for o in outcomes]
+    if group.combine in ("single", "coupled"):
+        return values[0]
+    if group.combine == "paper":
+        return combine_paper(values)
+    if group.combine == "overlap":
+        return combine_overlap(values, [t.input_index for t in group.tiles], group.net.n_x)
+    from lipcert.linalg import round_up
+
+    return combine_pou([round_up(v * v) for v in values])
+
+
+def _block_result(group: int, tile: int, outcome: BlockOutcome, reused: bool) -> BlockResult:
     return BlockResult(
-        0, 0, cert.solved_size, cert.bound, cert.seconds, cert.source, raw_objective=cert.raw_bound
+        group=group,
+        tile=tile,
+        size=outcome.size,
+        bound=outcome.bound,
+        seconds=0.0 if reused else outcome.seconds,
+        source=outcome.source,
+        reused=reused,
+        key=outcome.key,
+        raw_objective=outcome.raw_objective,
     )

@@ -25,6 +25,15 @@ class BlockResult:
 
 
 @dataclass(frozen=True)
+class GroupResult:
+    index: int
+    label: str  # first..last activation layer
+    tiling: tuple[int, ...]  # (rows, cols) of a grid, or (parts,)
+    combine: str  # how its tiles combined: "single", "paper", "overlap", "pou", "coupled"
+    bound: float  # the group's certified bound (the certificate is their product)
+
+
+@dataclass(frozen=True)
 class Certificate:
     model: str
     sha256: str
@@ -38,6 +47,9 @@ class Certificate:
     output_shape: tuple[int, ...]
     notes: tuple[str, ...] = field(default=())
     lower: float | None = None  # empirical lower bound (lipcert.lower), when asked for
+    groups: tuple[GroupResult, ...] = field(default=())
+    selection: str = "all outputs"  # or "logit K", "pair I,J": which function of the outputs is bounded
+    cached_blocks: int = 0  # distinct blocks whose verified result came from the on-disk cache
 
     @property
     def ratio(self) -> float | None:

@@ -1,0 +1,69 @@
+"""The JSON Schema of `lipcert estimate --format json` (schema_version 1), as documented in README.md."""
+
+from __future__ import annotations
+
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+_SHAPE = {"type": "array", "items": {"type": "integer", "minimum": 1}}
+
+BLOCK = {
+    "type": "object",
+    "required": ["group", "tile", "size", "bound", "seconds", "source", "reused", "key", "raw_objective"],
+    "properties": {
+        "group": {"type": "integer", "minimum": 0},
+        "tile": {"type": "integer", "minimum": 0},
+        "size": {"type": "integer", "minimum": 0},
+        "bound": {"type": "number", "minimum": 0},
+        "seconds": {"type": "number", "minimum": 0},
+        "source": {"type": "string"},
+        "reused": {"type": "boolean"},
+        "key": {"type": "string"},
+        "raw_objective": _NUMBER_OR_NULL,
+    },
+    "additionalProperties": False,
+}
+
+GROUP = {
+    "type": "object",
+    "required": ["index", "label", "tiling", "combine", "bound"],
+    "properties": {
+        "index": {"type": "integer", "minimum": 0},
+        "label": {"type": "string"},
+        "tiling": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+        "combine": {"enum": ["single", "paper", "overlap", "pou", "coupled"]},
+        "bound": {"type": "number", "minimum": 0},
+    },
+    "additionalProperties": False,
+}
+
+CERTIFICATE = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "lipcert certificate",
+    "type": "object",
+    "required": [
+        "schema_version", "model", "sha256", "bound", "method", "combine", "plan", "blocks", "groups",
+        "seconds", "input_shape", "output_shape", "notes", "lower", "ratio", "reused_blocks", "versions",
+        "cached_blocks", "selection",
+    ],
+    "properties": {
+        "schema_version": {"const": 1},
+        "model": {"type": "string"},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "bound": {"type": "number", "minimum": 0},
+        "method": {"enum": ["naive", "lipsdp-neuron", "lipsdp-layer"]},
+        "combine": {"enum": [None, "paper", "overlap", "pou", "coupled"]},
+        "plan": {"type": "string"},
+        "blocks": {"type": "array", "items": BLOCK, "minItems": 1},
+        "groups": {"type": "array", "items": GROUP, "minItems": 1},
+        "seconds": {"type": "number", "minimum": 0},
+        "input_shape": _SHAPE,
+        "output_shape": _SHAPE,
+        "notes": {"type": "array", "items": {"type": "string"}},
+        "lower": _NUMBER_OR_NULL,
+        "ratio": _NUMBER_OR_NULL,
+        "reused_blocks": {"type": "integer", "minimum": 0},
+        "cached_blocks": {"type": "integer", "minimum": 0},
+        "selection": {"type": "string"},
+        "versions": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+    "additionalProperties": False,
+}  # fmt: skip
