@@ -5,6 +5,8 @@ Rich already drops colour codes when stdout is not a terminal or NO_COLOR is set
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -67,6 +69,8 @@ def print_certificate(cert: Certificate) -> None:
     if cert.lower is not None:
         console.print(f"empirical lower bound: {cert.lower:.6g}; upper/lower ratio {cert.ratio:.4g}")
     combine = f", combined by {cert.combine}" if cert.combine else ""
+    if cert.selection != "all outputs":
+        console.print(f"bounded function: {cert.selection}")
     console.print(
         f"certified L2 Lipschitz bound: [bold]{cert.bound:.6g}[/] ({cert.method}{combine}; "
         f"{len(cert.blocks)} blocks, {cert.reused_blocks} reused; {cert.seconds:.2f} s)"
@@ -75,3 +79,87 @@ def print_certificate(cert: Certificate) -> None:
 
 def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape) if shape else "-"
+
+
+def progress_enabled() -> bool:
+    """A live progress bar only on a terminal, and never with NO_COLOR (rich's own rules)."""
+    import os
+    import sys
+
+    return sys.stderr.isatty() and "NO_COLOR" not in os.environ and "CI" not in os.environ
+
+
+@contextmanager
+def block_progress(description: str = "blocks") -> Iterator[Callable[..., None] | None]:
+    """A progress bar on stderr (done/total, elapsed, ETA); yields its update callback, or None."""
+    if not progress_enabled():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        "eta",
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=_console(stderr=True), transient=True) as progress:
+        task = progress.add_task(description, total=None)
+
+        def update(_outcome: object, done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def print_batch_summary(report) -> None:  # noqa: ANN001 - a lipcert.batch.BatchReport
+    from rich.table import Table
+
+    rows = report.rows
+    table = Table(title="lipcert batch")
+    for column in ("file", "status", "bound", "blocks", "reused", "error"):
+        table.add_column(column, justify="right" if column in ("bound", "blocks", "reused") else "left")
+    for r in rows:
+        bound = f"{r.bound:.6g}" if r.bound is not None else ""
+        table.add_row(r.file, r.status, bound, str(r.blocks), str(r.reused_blocks), r.error[:80])
+    console = _console()
+    console.print(table)
+    failed = sum(r.status != "ok" for r in rows)
+    console.print(f"{len(rows) - failed} certified, {failed} failed")
+    console.print(
+        f"blocks solved in this run: {report.solved_blocks}; taken from an earlier run: {report.cached_blocks} "
+        f"blocks and {report.cached_models} whole models"
+    )
+
+
+def print_pairs(results: list) -> None:  # list[lipcert.pairs.PairBound]
+    import statistics
+
+    from rich.table import Table
+
+    table = Table(title="class-pair bounds: L(f_i - f_j)")
+    for column in ("i", "j", "verified bound", "seconds"):
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(str(r.i), str(r.j), f"{r.bound:.6g}", f"{r.certificate.seconds:.2f}")
+    console = _console()
+    console.print(table)
+    bounds = [r.bound for r in results]
+    console.print(f"{len(bounds)} pairs: largest {max(bounds):.6g}, median {statistics.median(bounds):.6g}")
+
+
+def print_radii(radii, fractions: dict) -> None:  # noqa: ANN001 - a lipcert.radius.Radii
+    from rich.table import Table
+
+    table = Table(title="certified L2 radii")
+    for column in ("input", "predicted", "smallest margin", "certified radius"):
+        table.add_column(column, justify="right")
+    for k, (p, r, row) in enumerate(zip(radii.predicted, radii.radius, radii.margins)):
+        smallest = min((m for j, m in enumerate(row) if j != p), default=0.0)
+        table.add_row(str(k), str(int(p)), f"{smallest:.4g}", f"{r:.4g}")
+    console = _console()
+    console.print(table)
+    parts = [f"{fraction:.1%} certified at eps {eps:g}" for eps, fraction in fractions.items()]
+    console.print(f"{len(radii.radius)} inputs: " + ", ".join(parts))

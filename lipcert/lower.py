@@ -72,7 +72,7 @@ def lower_bound(
     step_size: float = 0.05,
     seed: int = 0,
 ) -> LowerBound:
-    """Seeded hill climbing over inputs, from `starts` uniform points in [0, 1]^n.
+    """Seeded hill climbing over inputs, from `starts` points (uniform in [0, 1]^n and Gaussian).
 
     Each step moves every point by a random perturbation of relative size `step_size` and
     keeps the move where the Jacobian norm grows.
@@ -85,7 +85,7 @@ def lower_bound(
         return model(flat.reshape(input_shape)).reshape(-1)
 
     with torch.no_grad(), quiet_torch():
-        X = torch.rand(starts, n, generator=gen, dtype=torch.float64)
+        X = _starting_points(starts, n, gen)
         sigma = batch_jacobian_norms(f, X, power_iterations, gen)
         for _ in range(steps):
             noise = torch.randn(X.shape, generator=gen, dtype=torch.float64)
@@ -95,6 +95,13 @@ def lower_bound(
             X[better], sigma[better] = candidates[better], cand_sigma[better]
     best = int(torch.argmax(sigma))
     return LowerBound(float(sigma[best]), X[best].numpy(), starts * (steps + 1))
+
+
+def _starting_points(starts: int, n: int, gen: torch.Generator) -> torch.Tensor:
+    """Half in the image range [0, 1]^n, half standard normal: activation patterns differ a lot."""
+    uniform = torch.rand(starts - starts // 2, n, generator=gen, dtype=torch.float64)
+    normal = torch.randn(starts // 2, n, generator=gen, dtype=torch.float64)
+    return torch.cat([uniform, normal])
 
 
 def _unit(v: torch.Tensor) -> torch.Tensor:

@@ -27,11 +27,7 @@ def run(*args: str):  # noqa: ANN201 - click's Result
 
 def tiny_onnx(path: Path, weight: np.ndarray | None = None, pool: bool = False, broken: bool = False) -> Path:
     """Conv(1->2, 3x3) -> ReLU [-> MaxPool] -> Flatten -> Gemm on a 1x1x6x6 input."""
-    weight = (
-        np.random.default_rng(0).standard_normal((2, 1, 3, 3)).astype(np.float32)
-        if weight is None
-        else weight
-    )
+    weight = np.random.default_rng(0).standard_normal((2, 1, 3, 3)).astype(np.float32) if weight is None else weight
     side = 2 if pool else 4
     fc = np.ones((3, 2 * side * side), dtype=np.float32)
     nodes = [
@@ -40,9 +36,7 @@ def tiny_onnx(path: Path, weight: np.ndarray | None = None, pool: bool = False, 
     ]
     last = "r"
     if pool:
-        nodes.append(
-            helper.make_node("MaxPool", ["r"], ["p"], name="pool_a", kernel_shape=[2, 2], strides=[2, 2])
-        )
+        nodes.append(helper.make_node("MaxPool", ["r"], ["p"], name="pool_a", kernel_shape=[2, 2], strides=[2, 2]))
         last = "p"
     nodes += [
         helper.make_node("Flatten", [last], ["f"], name="flat_a"),
@@ -107,9 +101,9 @@ def test_non_finite_weights(tmp_path: Path, bad_value: float) -> None:
 
 
 def test_model_too_large_for_a_full_lipsdp() -> None:
-    result = run("estimate", str(SAMPLES / "digits_chain.onnx"), "--max-block-size", "100")
+    result = run("estimate", str(SAMPLES / "digits_chain.onnx"), "--split", "1x1", "--max-block-size", "100")
     assert result.exit_code == EXIT_UNSUPPORTED
-    assert "would be 384x384" in result.output and "--split" in result.output
+    assert "the full LipSDP matrix would be 384x384" in result.output and "--split" in result.output
 
 
 def test_model_too_large_to_load() -> None:

@@ -39,11 +39,7 @@ def test_lower_reaches_the_published_lower_bound() -> None:
 
 def test_lower_command_and_with_lower() -> None:
     runner = CliRunner()
-    result = runner.invoke(
-        app, ["lower", str(SAMPLES / "digits_chain.onnx"), "--starts", "2", "--steps", "2"]
-    )
+    result = runner.invoke(app, ["lower", str(SAMPLES / "digits_chain.onnx"), "--starts", "2", "--steps", "2"])
     assert result.exit_code == 0 and "empirical lower bound:" in result.output
-    result = runner.invoke(
-        app, ["estimate", str(SAMPLES / "digits_chain.onnx"), "--method", "naive", "--with-lower"]
-    )
+    result = runner.invoke(app, ["estimate", str(SAMPLES / "digits_chain.onnx"), "--method", "naive", "--with-lower"])
     assert result.exit_code == 0 and "upper/lower ratio" in result.output

@@ -1,0 +1,143 @@
+"""Certify every checkpoint in a folder, resumably.
+
+Each finished block and each finished model is cached on disk, keyed by the file's hash
+and the options, and the CSV is rewritten atomically after every model. A run killed at
+any moment and started again loads what was done and solves only what was not. The CSV
+holds no timings, so an interrupted-and-resumed run writes the same file as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from lipcert.errors import BadInputError, LipcertError
+from lipcert.estimate import EstimateOptions, ProgressCallback, estimate
+from lipcert.load import file_sha256, load_model
+from lipcert.report import write_atomic
+
+BATCH_COLUMNS = (
+    "file", "sha256", "status", "bound", "method", "combine", "plan",
+    "blocks", "reused_blocks", "fallback_blocks", "exit_code", "error",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    file: str
+    sha256: str
+    status: str  # "ok" or "error"
+    bound: float | None = None
+    method: str = ""
+    combine: str = ""
+    plan: str = ""
+    blocks: int = 0
+    reused_blocks: int = 0
+    fallback_blocks: int = 0
+    exit_code: int = 0
+    error: str = ""
+
+
+ModelCallback = Callable[[str, int, int], None]  # file, index, total
+
+
+@dataclass
+class BatchReport:
+    rows: list[BatchRow]
+    solved_blocks: int = 0  # distinct blocks solved in this run
+    cached_blocks: int = 0  # distinct blocks taken from an earlier (interrupted) run
+    cached_models: int = 0  # models whose whole result was taken from an earlier run
+
+
+def find_checkpoints(folder: Path, pattern: str) -> list[Path]:
+    if not folder.is_dir():
+        raise BadInputError(f"{folder} is not a folder")
+    files = sorted(p for p in folder.glob(pattern) if p.is_file())
+    if not files:
+        raise BadInputError(f"{folder}: no file matches --glob '{pattern}'")
+    return files
+
+
+def run_batch(
+    files: list[Path],
+    options: EstimateOptions,
+    cache_dir: Path,
+    output: Path,
+    on_model: ModelCallback | None = None,
+    on_block: ProgressCallback | None = None,
+) -> BatchReport:
+    options = replace(options, cache_dir=cache_dir)
+    report = BatchReport([])
+    for index, path in enumerate(files):
+        if on_model is not None:
+            on_model(str(path), index, len(files))
+        report.rows.append(_certify_one(path, options, cache_dir, on_block, report))
+        write_atomic(output, rows_csv(report.rows))
+    return report
+
+
+def _certify_one(
+    path: Path, options: EstimateOptions, cache_dir: Path, on_block: ProgressCallback | None, report: BatchReport
+) -> BatchRow:
+    digest = file_sha256(path)
+    record = cache_dir / "models" / f"{_model_key(digest, options)}.json"
+    if record.is_file():
+        try:
+            row = BatchRow(**{**json.loads(record.read_text(encoding="utf-8")), "file": str(path)})
+            report.cached_models += 1
+            return row
+        except (ValueError, TypeError):
+            pass  # an unreadable record is solved again
+    row = _estimate_row(path, digest, options, on_block, report)
+    write_atomic(record, json.dumps(asdict(row)))
+    return row
+
+
+def _estimate_row(
+    path: Path, digest: str, options: EstimateOptions, on_block: ProgressCallback | None, report: BatchReport
+) -> BatchRow:
+    try:
+        cert = estimate(load_model(path), options, on_block)
+    except LipcertError as err:
+        return BatchRow(str(path), digest, "error", exit_code=err.exit_code, error=str(err))
+    except MemoryError:
+        return BatchRow(str(path), digest, "error", exit_code=5, error="out of memory")
+    distinct = len(cert.blocks) - cert.reused_blocks
+    report.cached_blocks += cert.cached_blocks
+    report.solved_blocks += distinct - cert.cached_blocks
+    return BatchRow(
+        file=str(path),
+        sha256=digest,
+        status="ok",
+        bound=cert.bound,
+        method=cert.method,
+        combine=cert.combine or "",
+        plan=cert.plan,
+        blocks=len(cert.blocks),
+        reused_blocks=cert.reused_blocks,
+        fallback_blocks=sum(b.source.startswith("fallback") for b in cert.blocks),
+    )
+
+
+def _model_key(digest: str, options: EstimateOptions) -> str:
+    """Same file, same options: the same result. Executors do not change results."""
+    relevant = {k: v for k, v in asdict(options).items() if k not in ("workers", "scheduler", "cache_dir")}
+    text = json.dumps([digest, relevant], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def rows_csv(rows: list[BatchRow]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(BATCH_COLUMNS)
+    for row in rows:
+        values = asdict(row)
+        values["bound"] = "" if row.bound is None else repr(row.bound)
+        writer.writerow([values[c] for c in BATCH_COLUMNS])
+    return buffer.getvalue()

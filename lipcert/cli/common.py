@@ -1,0 +1,162 @@
+"""What every command shares: option types, error handling, loading, and report output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from typer.exceptions import TyperException
+
+from lipcert.errors import EXIT_INTERNAL, EXIT_OVER_THRESHOLD, EXIT_UNSUPPORTED, LipcertError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Method(str, Enum):
+    naive = "naive"
+    lipsdp_neuron = "lipsdp-neuron"
+    lipsdp_layer = "lipsdp-layer"
+
+
+class Combine(str, Enum):
+    paper = "paper"
+    overlap = "overlap"
+    pou = "pou"
+    coupled = "coupled"
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+ModelArg = Annotated[Path, typer.Argument(help="ONNX, TorchScript, torch.export (.pt2) or torch.save file.")]
+ArchOpt = Annotated[
+    str | None, typer.Option("--arch", help="Module class for a state_dict: package.module:Class or file.py:Class.")
+]
+TrustOpt = Annotated[
+    bool, typer.Option("--trust-pickle", help="Allow unpickling a whole module (runs code from the file).")
+]
+ShapeOpt = Annotated[
+    str | None, typer.Option("--input-shape", help="Input shape without batch, e.g. 1,28,28 (TorchScript, state_dict).")
+]
+MethodOpt = Annotated[Method | None, typer.Option(help="How each block is bounded [default: lipsdp-neuron].")]
+SplitOpt = Annotated[str | None, typer.Option(help="Grid RxC for every convolutional group; 1x1 = full LipSDP.")]
+PlanOpt = Annotated[Path | None, typer.Option(help="A YAML partition plan (see configs/README.md).")]
+CombineOpt = Annotated[Combine | None, typer.Option(help="How tile bounds combine [default: coupled].")]
+EpsOpt = Annotated[float | None, typer.Option(help="SCS tolerance; verification keeps loose values sound.")]
+ItersOpt = Annotated[int | None, typer.Option(help="SCS iteration limit per block.")]
+TimeOpt = Annotated[float | None, typer.Option(help="SCS time limit per block, seconds (0: none).")]
+WarmOpt = Annotated[bool | None, typer.Option(help="Warm-start SCS where a similar block was solved.")]
+BlockOpt = Annotated[int, typer.Option(help="Largest LMI side of one block (the automatic plan's budget).")]
+JobsOpt = Annotated[int | None, typer.Option(help="Worker processes [default: number of cores].")]
+SchedulerOpt = Annotated[str | None, typer.Option(help="Dask scheduler address, e.g. tcp://host:8786.")]
+FormatOpt = Annotated[Format, typer.Option("--format", help="Report format.")]
+OutputOpt = Annotated[Path | None, typer.Option(help="Write the report to this file instead of stdout.")]
+ThresholdOpt = Annotated[
+    float | None, typer.Option(help=f"Exit with code {EXIT_OVER_THRESHOLD} if the bound is above this.")
+]
+
+
+def handles_errors(fn: F) -> F:
+    """Turn lipcert errors into a message and the documented exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from lipcert.console import print_error
+
+        try:
+            return fn(*args, **kwargs)
+        except LipcertError as err:
+            print_error(str(err))
+            raise typer.Exit(err.exit_code) from None
+        except MemoryError:
+            print_error("out of memory; certify in smaller parts with --split or --max-block-size")
+            raise typer.Exit(EXIT_UNSUPPORTED) from None
+        except (typer.Exit, typer.Abort, TyperException):  # usage errors keep Typer's own handling
+            raise
+        except Exception as err:  # a bug: say so plainly instead of dumping a traceback
+            print_error(f"internal error ({type(err).__name__}: {err}); please report it")
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        raise typer.BadParameter(f"'{text}' is not a shape like 1,28,28", param_hint="--input-shape") from None
+    if not shape or any(d <= 0 for d in shape):
+        raise typer.BadParameter(f"'{text}': every dimension must be positive", param_hint="--input-shape")
+    return shape
+
+
+def parse_split(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise typer.BadParameter(f"'{text}' is not a grid like 2x4", param_hint="--split")
+    rows, cols = int(parts[0]), int(parts[1])
+    if rows < 1 or cols < 1:
+        raise typer.BadParameter(f"'{text}': rows and columns must be at least 1", param_hint="--split")
+    return rows, cols
+
+
+def load(model: Path, arch: str | None, trust_pickle: bool, input_shape: str | None):  # noqa: ANN201
+    from lipcert.load import load_model
+
+    return load_model(model, arch=arch, trust_pickle=trust_pickle, input_shape=parse_shape(input_shape))
+
+
+def estimate_options(
+    method: Method | None,
+    split: str | None,
+    plan: Path | None,
+    combine: Combine | None,
+    solver: dict[str, Any],
+    max_block_size: int,
+    jobs: int | None,
+    scheduler: str | None,
+):  # noqa: ANN201 - EstimateOptions, imported lazily
+    from lipcert.estimate import EstimateOptions
+
+    if split is not None and plan is not None:
+        raise typer.BadParameter("give --split or --plan, not both", param_hint="--split")
+    if jobs is not None and jobs < 1:
+        raise typer.BadParameter(f"{jobs}: at least 1 worker", param_hint="--jobs")
+    return EstimateOptions(
+        method=method.value if method else None,
+        split=parse_split(split),
+        plan_path=plan,
+        combine=combine.value if combine else None,
+        solver={k: v for k, v in solver.items() if v is not None},
+        max_block_size=max_block_size,
+        workers=jobs if jobs is not None else (os.cpu_count() or 1),
+        scheduler=scheduler,
+    )
+
+
+def emit(text_for: dict[Format, Callable[[], str]], fmt: Format, output: Path | None) -> None:
+    """Print the chosen format, or write it atomically to --output."""
+    text = text_for[fmt]()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        from lipcert.report import write_atomic
+
+        write_atomic(output, text)
+
+
+def as_json(data: Any) -> str:
+    return json.dumps(data, indent=2) + "\n"

@@ -1,0 +1,35 @@
+"""`lipcert lower MODEL`: an empirical lower bound, to see how tight a certificate is."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from lipcert.cli.common import ArchOpt, Format, FormatOpt, ModelArg, ShapeOpt, TrustOpt, as_json, handles_errors, load
+
+
+@handles_errors
+def lower(
+    model: ModelArg,
+    starts: Annotated[int, typer.Option(min=1, help="Random starting inputs in [0, 1]^n.")] = 16,
+    steps: Annotated[int, typer.Option(min=0, help="Hill-climbing steps from each start.")] = 30,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same value.")] = 0,
+    output_format: FormatOpt = Format.table,
+    arch: ArchOpt = None,
+    trust_pickle: TrustOpt = False,
+    input_shape: ShapeOpt = None,
+) -> None:
+    """An empirical LOWER bound: the largest Jacobian norm found by a seeded search over inputs."""
+    from lipcert.lower import lower_bound
+
+    loaded = load(model, arch, trust_pickle, input_shape)
+    found = lower_bound(loaded.module, loaded.input_shape, starts=starts, steps=steps, seed=seed)
+    if output_format is Format.table:
+        typer.echo(
+            f"empirical lower bound: {found.value:.6g} (largest ||J(x)|| over {found.evaluations} inputs, "
+            f"seed {seed}); the true Lipschitz constant is at least this"
+        )
+    else:
+        data = {"model": str(model), "lower": found.value, "evaluations": found.evaluations, "seed": seed}
+        typer.echo(as_json(data), nl=False)
