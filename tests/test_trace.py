@@ -89,9 +89,7 @@ def test_form_matches_torch_on_random_conv_nets(case: tuple[nn.Module, tuple[int
     with torch.no_grad():
         expected = reference(torch.tensor(x.reshape(3, *shape[1:]))).numpy()
     np.testing.assert_allclose(net.forward(x), expected, rtol=1e-9, atol=1e-9)
-    jac = torch.autograd.functional.jacobian(
-        lambda t: reference(t.reshape(shape)).reshape(-1), torch.tensor(x[0])
-    )
+    jac = torch.autograd.functional.jacobian(lambda t: reference(t.reshape(shape)).reshape(-1), torch.tensor(x[0]))
     np.testing.assert_allclose(net.jacobian(x[0]), jac.numpy(), rtol=1e-8, atol=1e-9)
 
 

@@ -77,9 +77,7 @@ def _read(
     module, recorded = load_torch_module(path, arch, trust_pickle)
     shape = (1, *override) if override is not None else recorded
     if shape is None:
-        raise BadInputError(
-            f"{path} does not record its input shape; pass --input-shape, e.g. --input-shape 1,28,28"
-        )
+        raise BadInputError(f"{path} does not record its input shape; pass --input-shape, e.g. --input-shape 1,28,28")
     proto = export_onnx(module, shape, path)
     gm, shape = load_onnx_proto(proto, path, tuple(shape[1:]))
     fmt = {"torchscript": "torchscript", "export": "export"}.get(kind, "state_dict" if arch else "pickle")

@@ -47,9 +47,7 @@ def input_shape(model: onnx.ModelProto, path: Path, override: tuple[int, ...] | 
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs)
-        raise UnsupportedModelError(
-            f"{path}: the graph has {len(inputs)} inputs ({names}); lipcert needs one"
-        )
+        raise UnsupportedModelError(f"{path}: the graph has {len(inputs)} inputs ({names}); lipcert needs one")
     dims = inputs[0].type.tensor_type.shape.dim
     if override is not None:
         return (1, *override)
@@ -106,9 +104,7 @@ def to_fx(model: onnx.ModelProto, path: Path) -> fx.GraphModule:
         raise UnsupportedModelError(f"{path}: onnx2torch cannot convert the model: {err}") from None
 
 
-def load_onnx(
-    path: Path, shape_override: tuple[int, ...] | None = None
-) -> tuple[fx.GraphModule, tuple[int, ...]]:
+def load_onnx(path: Path, shape_override: tuple[int, ...] | None = None) -> tuple[fx.GraphModule, tuple[int, ...]]:
     model = read_onnx(path)
     return load_onnx_proto(model, path, shape_override)
 

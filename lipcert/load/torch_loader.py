@@ -47,9 +47,7 @@ def archive_kind(path: Path) -> str:
     return "unknown"
 
 
-def load_torch_module(
-    path: Path, arch: str | None, trust_pickle: bool
-) -> tuple[nn.Module, tuple[int, ...] | None]:
+def load_torch_module(path: Path, arch: str | None, trust_pickle: bool) -> tuple[nn.Module, tuple[int, ...] | None]:
     """The module in eval mode, and the input shape (batch first) when the file records one."""
     kind = archive_kind(path)
     if kind == "torchscript":
@@ -70,9 +68,7 @@ def _load_export(path: Path) -> tuple[nn.Module, tuple[int, ...]]:
     except Exception as err:
         raise BadInputError(f"{path}: cannot read the torch.export program: {err}") from None
     user_inputs = program.graph_signature.user_inputs
-    shapes = [
-        n.meta["val"].shape for n in program.graph.nodes if n.op == "placeholder" and n.name in user_inputs
-    ]
+    shapes = [n.meta["val"].shape for n in program.graph.nodes if n.op == "placeholder" and n.name in user_inputs]
     if len(shapes) != 1:
         raise UnsupportedModelError(f"{path}: the program has {len(shapes)} inputs; lipcert needs one")
     module = program.module()
@@ -115,9 +111,7 @@ def resolve_arch(spec: str) -> type[nn.Module]:
     if not sep or not module_name or not class_name:
         raise BadInputError(f"--arch '{spec}' must look like package.module:ClassName")
     try:
-        module = (
-            _import_file(module_name) if module_name.endswith(".py") else importlib.import_module(module_name)
-        )
+        module = _import_file(module_name) if module_name.endswith(".py") else importlib.import_module(module_name)
     except Exception as err:
         raise BadInputError(f"--arch '{spec}': cannot import '{module_name}': {err}") from None
     cls = getattr(module, class_name, None)

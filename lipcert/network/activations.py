@@ -74,25 +74,19 @@ def _elu_slopes(a: float) -> tuple[float, float]:
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "relu": Activation(
-        "relu", lambda x, _: np.maximum(x, 0.0), lambda x, _: (x > 0).astype(float), _relu_slopes
-    ),
+    "relu": Activation("relu", lambda x, _: np.maximum(x, 0.0), lambda x, _: (x > 0).astype(float), _relu_slopes),
     "leaky_relu": Activation(
         "leaky_relu",
         lambda x, a: np.where(x > 0, x, a * x),
         lambda x, a: np.where(x > 0, 1.0, a),
         _leaky_slopes,
     ),
-    "tanh": Activation(
-        "tanh", lambda x, _: np.tanh(x), lambda x, _: 1.0 - np.tanh(x) ** 2, lambda _: (0.0, 1.0)
-    ),
+    "tanh": Activation("tanh", lambda x, _: np.tanh(x), lambda x, _: 1.0 - np.tanh(x) ** 2, lambda _: (0.0, 1.0)),
     "sigmoid": Activation(
         "sigmoid", lambda x, _: expit(x), lambda x, _: expit(x) * (1.0 - expit(x)), lambda _: (0.0, 0.25)
     ),
     "elu": Activation("elu", _elu, _elu_prime, _elu_slopes),
-    "softplus": Activation(
-        "softplus", lambda x, _: np.logaddexp(0.0, x), lambda x, _: expit(x), lambda _: (0.0, 1.0)
-    ),
+    "softplus": Activation("softplus", lambda x, _: np.logaddexp(0.0, x), lambda x, _: expit(x), lambda _: (0.0, 1.0)),
     "gelu": Activation("gelu", _gelu, _gelu_prime, lambda _: _numeric_slopes(_gelu_prime)),
     "silu": Activation("silu", _silu, _silu_prime, lambda _: _numeric_slopes(_silu_prime)),
 }

@@ -31,7 +31,7 @@ from lipcert.network.activations import ACTIVATIONS
 from lipcert.network.form import Layer, Network, OpRecord
 from lipcert.quiet import quiet_torch
 
-PROBE_CHUNK = 256  # basis vectors pushed through an operator at once
+PROBE_ELEMENTS = 1 << 23  # basis vectors per push x output size: about 64 MiB of float64
 
 
 @dataclass
@@ -94,7 +94,16 @@ AFFINE_ONNX2TORCH = {
     "OnnxSlice",
 }
 
-SHAPE_ONLY = {"OnnxShape"}  # output depends on the input's shape, never its values
+SHAPE_ONLY = {"OnnxShape"}
+
+# Operators that only move, copy or drop values (or pad with constants). Their matrix is
+# a selection, read in O(n) from two probes instead of one probe per input element.
+DATA_MOVEMENT = {
+    "OnnxTranspose", "OnnxReshape", "OnnxFlatten", "Flatten", "Unflatten", "OnnxPadStatic", "ZeroPad2d",
+    "ConstantPad1d", "ConstantPad2d", "OnnxSqueezeStaticAxes", "OnnxSqueezeDynamicAxes",
+    "OnnxUnsqueezeStaticAxes", "OnnxUnsqueezeDynamicAxes", "Identity", "OnnxCopyIdentity", "Dropout",
+    "OnnxDropoutDynamic", "OnnxSlice",
+}  # fmt: skip  # output depends on the input's shape, never its values
 
 
 def activation_of(module: nn.Module) -> tuple[str, float] | None:
@@ -198,7 +207,9 @@ class Tracer:
         n_z = self.n_x + self.n_w
         M = sp.csr_matrix((out.numel(), n_z))
         for i, leaf in enumerate(leaves):
-            T = _linear_part(fn, rebuild, base, i, out.numel())
+            T = _selection_part(fn, rebuild, base, i) if label in DATA_MOVEMENT else None
+            if T is None:
+                T = _linear_part(fn, rebuild, base, i, out.numel())
             M = M + T @ _pad_columns(leaf.M, n_z)
         bias = out.detach().numpy().reshape(-1).astype(np.float64)
         _check_affine_numerically(node, label, fn, rebuild, base, leaves, out, n_z)
@@ -251,9 +262,7 @@ class Tracer:
 
     def _assemble(self, output: Affine) -> Network:
         n_z = self.n_x + self.n_w
-        rows = (
-            sp.vstack([_pad_columns(r, n_z) for r in self.neuron_rows], format="csr") if self.layers else None
-        )
+        rows = sp.vstack([_pad_columns(r, n_z) for r in self.neuron_rows], format="csr") if self.layers else None
         if rows is None:
             rows = sp.csr_matrix((0, n_z))
         y = _pad_columns(output.M, n_z)
@@ -320,9 +329,38 @@ def _flatten_variables(tree: Any) -> tuple[list[Affine], Callable[[list[torch.Te
     return leaves, rebuild
 
 
-def _linear_part(
-    fn: Callable, rebuild: Callable, base: list[torch.Tensor], i: int, n_out: int
-) -> sp.csr_matrix:
+def _selection_part(fn: Callable, rebuild: Callable, base: list[torch.Tensor], i: int) -> sp.csr_matrix | None:
+    """The 0/1 matrix of an operator that only selects inputs, or None if it does more.
+
+    The input indices (1..n) are pushed through: each output shows which input it copies.
+    A second push of distinct random values must then reproduce those values exactly,
+    which rules out scaling, summing or mixing.
+    """
+    call = _as_function(fn, rebuild)
+    n = base[i].numel()
+
+    def push(values: torch.Tensor) -> np.ndarray:
+        inputs = [torch.zeros_like(b) for b in base]
+        inputs[i] = values.reshape(base[i].shape)
+        with torch.no_grad():
+            return call(*inputs).reshape(-1).numpy()
+
+    constant = push(torch.zeros(n, dtype=torch.float64))
+    picked = np.rint(push(torch.arange(1, n + 1, dtype=torch.float64)) - constant).astype(np.int64)
+    rows = np.flatnonzero(picked)
+    if picked.min(initial=0) < 0 or picked.max(initial=0) > n:
+        return None
+    check = torch.rand(n, generator=torch.Generator().manual_seed(1), dtype=torch.float64) + 1.0
+    if not np.array_equal(push(check)[rows] - constant[rows], check.numpy()[picked[rows] - 1]):
+        return None
+    other = np.setdiff1d(np.arange(picked.size), rows)
+    if np.any(push(check)[other] != constant[other]):
+        return None
+    data = np.ones(rows.size)
+    return sp.csr_matrix((data, (rows, picked[rows] - 1)), shape=(picked.size, n))
+
+
+def _linear_part(fn: Callable, rebuild: Callable, base: list[torch.Tensor], i: int, n_out: int) -> sp.csr_matrix:
     """The matrix of the operator's linear part in its i-th variable input.
 
     Forward-mode derivatives at the bias point, on basis vectors: for an affine
@@ -340,8 +378,9 @@ def _linear_part(
 
     batched = torch.func.vmap(push)
     blocks = []
-    for start in range(0, n_in, PROBE_CHUNK):
-        stop = min(start + PROBE_CHUNK, n_in)
+    chunk = max(64, min(n_in, PROBE_ELEMENTS // max(n_out, 1)))
+    for start in range(0, n_in, chunk):
+        stop = min(start + chunk, n_in)
         basis = torch.zeros(stop - start, n_in, dtype=torch.float64)
         basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
         with torch.no_grad():
