@@ -8,6 +8,7 @@ Exit codes (documented in README.md):
     4  bad input: missing, unreadable or corrupt file, bad plan, non-finite weights
     5  unsupported model: an operator lipcert cannot express, or a model too large
     6  solver failure: no sound bound could be produced
+    7  too few inputs certified (lipcert radius --min-certified)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ EXIT_OVER_THRESHOLD = 3
 EXIT_BAD_INPUT = 4
 EXIT_UNSUPPORTED = 5
 EXIT_SOLVER = 6
+EXIT_UNDER_CERTIFIED = 7
 
 
 class LipcertError(Exception):

@@ -1,0 +1,72 @@
+"""Bounds for many selections of outputs (every class pair), sharing all the work they can.
+
+Every selection is certified with the same plan and one block cache, so blocks that do not
+depend on the selection (all groups before the output map) are solved once.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lipcert.errors import BadInputError
+from lipcert.estimate import EstimateOptions, ProgressCallback, estimate
+from lipcert.load import LoadedModel
+from lipcert.outputs import all_pairs, pair_row
+from lipcert.result import Certificate
+
+
+@dataclass(frozen=True)
+class PairBound:
+    i: int
+    j: int
+    bound: float  # certified Lipschitz bound of f_i - f_j
+    certificate: Certificate
+
+
+def estimate_pairs(
+    model: LoadedModel,
+    options: EstimateOptions,
+    pairs: list[tuple[int, int]] | None = None,
+    progress: ProgressCallback | None = None,
+) -> list[PairBound]:
+    n_y = model.network.n_y
+    if n_y < 2:
+        raise BadInputError(f"{model.path}: class pairs need at least 2 outputs; the model has {n_y}")
+    pairs = all_pairs(n_y) if pairs is None else pairs
+    with tempfile.TemporaryDirectory(prefix="lipcert-pairs-") as scratch:
+        cache = options.cache_dir or Path(scratch)
+        results = []
+        for i, j in pairs:
+            selected = replace(options, selection=pair_row(n_y, i, j), selection_label=f"pair {i},{j}", cache_dir=cache)
+            cert = estimate(model, selected, progress)
+            results.append(PairBound(i, j, cert.bound, cert))
+    return results
+
+
+def pairs_json(model: LoadedModel, results: list[PairBound], full: Certificate | None) -> dict:
+    """The --pairs all report; `lipcert radius --bounds` reads it back."""
+    from lipcert.result import SCHEMA_VERSION
+    from lipcert.versions import versions
+
+    first = results[0].certificate
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "pairs",
+        "model": str(model.path),
+        "sha256": model.sha256,
+        "method": first.method,
+        "combine": first.combine,
+        "plan": first.plan,
+        "full_output_bound": full.bound if full else None,
+        "pairs": [{"i": r.i, "j": r.j, "bound": r.bound} for r in results],
+        "seconds": sum(r.certificate.seconds for r in results),
+        "versions": versions(),
+    }
+
+
+def pairs_csv(results: list[PairBound]) -> str:
+    lines = ["i,j,bound,method,combine"]
+    lines += [f"{r.i},{r.j},{r.bound!r},{r.certificate.method},{r.certificate.combine or ''}" for r in results]
+    return "\n".join(lines) + "\n"
