@@ -182,9 +182,7 @@ def write_readme(out: Path, rows: list[tuple[str, float, dict[str, int]]]) -> No
     for name, acc, neurons in rows:
         detail = ", ".join(f"{n} {k}" for k, n in neurons.items())
         total = sum(neurons.values())
-        lines.append(
-            f"| `{name}` | `{MODELS[name].__name__}` | {ARCH_TEXT[name]} | {acc:.4f} | {total} ({detail}) |\n"
-        )
+        lines.append(f"| `{name}` | `{MODELS[name].__name__}` | {ARCH_TEXT[name]} | {acc:.4f} | {total} ({detail}) |\n")
     lines.append(README_TAIL.format(opset=OPSET))
     (out / "README.md").write_text("".join(lines), encoding="utf-8")
 
@@ -209,9 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: test accuracy {acc:.4f}")
     write_readme(args.out, rows)
     seconds = time.perf_counter() - start
-    print(
-        f"wrote {len(MODELS) * len(EXPORT_SUFFIXES)} model files + README.md to {args.out} in {seconds:.1f} s"
-    )
+    print(f"wrote {len(MODELS) * len(EXPORT_SUFFIXES)} model files + README.md to {args.out} in {seconds:.1f} s")
 
 
 if __name__ == "__main__":
