@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import cache
 
 import numpy as np
@@ -10,7 +11,7 @@ import scipy.sparse as sp
 from convnets import Conv, empirical_lower_bound, linear_map, random_convnet
 
 from lipcert.network.form import Layer, Network
-from lipcert.partition import coupled
+from lipcert.partition import coupled, tile_lmi
 from lipcert.partition.combine import combine_overlap, combine_paper, combine_pou, pou_weights
 from lipcert.partition.coupled import SdpSettings, coupled_lipsdp, weighted_lipsdp
 from lipcert.partition.tiles import Tile, extract_tile, spatial_tiles
@@ -90,8 +91,8 @@ def test_tile_certificates_sum_to_a_full_lmi_certificate() -> None:
     lam = np.zeros(net.n_w)
     for tile, lam_i in zip(tiles, cert.multipliers):
         lam[tile.neuron_index] += lam_i
-    full = coupled._lmi(net)
-    M = coupled._assemble(full, lam, ())
+    full = tile_lmi.tile_lmi(net)
+    M = tile_lmi.assemble(full, lam, ())
     M[np.arange(net.n_x), np.arange(net.n_x)] -= cert.rho
     assert np.linalg.eigvalsh(M).max() <= 1e-9 * np.abs(M).max()
 
@@ -106,23 +107,24 @@ def _one_neuron(a: float, d: float) -> Network:
 def test_verification_finds_the_smallest_rho_for_given_multipliers(lam_factor: float, expected: float) -> None:
     """y = d relu(a x): M = [[-rho, lam a/2], [lam a/2, d^2 - lam]], so rho = lam^2 a^2 / (4 (lam - d^2))."""
     a, d = 1.5, 0.8
-    lmi = coupled._lmi(_one_neuron(a, d))
+    lmi = tile_lmi.tile_lmi(_one_neuron(a, d))
     lam = np.array([lam_factor * d * d])
-    rho = coupled._verify_block(lmi, lam, (), np.zeros(1), np.ones(1))
+    rho = tile_lmi.verify_block(lmi, lam, (), np.zeros(1), np.ones(1))
     exact = expected * (a * d) ** 2
     assert exact <= rho <= exact * (1 + 1e-9)
 
 
 def test_verification_refuses_an_indefinite_neuron_block() -> None:
-    lmi = coupled._lmi(_one_neuron(1.0, 1.0))
-    with pytest.raises(coupled._NotDefinite):
-        coupled._verify_block(lmi, np.array([0.5]), (), np.zeros(1), np.ones(1))  # lam < d^2
+    lmi = tile_lmi.tile_lmi(_one_neuron(1.0, 1.0))
+    with pytest.raises(tile_lmi.NotDefinite):
+        tile_lmi.verify_block(lmi, np.array([0.5]), (), np.zeros(1), np.ones(1))  # lam < d^2
 
 
 def test_redundant_slack_pairs_are_pruned() -> None:
     """2x2 grid: the diagonal neighbours share only the centre, which the other two tiles hold."""
     net = _example()
-    pairs = coupled._overlapping_pairs(_tiles(net, 2, 2), net.n_x)
+    stage = coupled.Stage(tuple(_tiles(net, 2, 2)), np.arange(net.n_x), net.n_x + np.arange(net.n_w))
+    pairs = coupled._overlapping_pairs([c.index for c in coupled._cliques([stage])])
     assert sorted((p.i, p.j) for p in pairs) == [(0, 1), (0, 2), (1, 3), (2, 3)]
 
 
@@ -146,3 +148,45 @@ def test_linear_tile_solve_bounds_its_norm() -> None:
     cert = weighted_lipsdp(net, settings=LOOSE)
     true = float(np.linalg.norm(linear_map(net), 2))
     assert true <= cert.bound <= 1.02 * true
+
+
+def _two_stage_chain(net: Network) -> list[coupled.Stage]:
+    """Stage 0: the first layer cut 2x2; stage 1: the second layer and the output, one tile."""
+    from lipcert.partition.depth import depth_group
+
+    first, second = net.layers
+    g0, g1 = depth_group(net, 0, 0), depth_group(net, 1, 1)
+    stage0 = coupled.Stage(tuple(_tiles(g0, 2, 2)), np.arange(net.n_x), net.n_x + np.arange(first.start, first.stop))
+    tile1 = extract_tile(g1, np.arange(g1.n_y))
+    x1, w1 = net.n_x + np.arange(first.start, first.stop), net.n_x + np.arange(second.start, second.stop)
+    return [stage0, coupled.Stage((tile1,), x1, w1)]
+
+
+def test_depth_coupled_chain_certifies_the_full_lmi_and_beats_the_product() -> None:
+    """Two depth groups in one SDP: the summed multipliers make the full LMI <= 0 with rho, and the
+    bound lies between the empirical lower bound and the product of the groups' own bounds."""
+    from lipcert.partition.depth import depth_group
+
+    convnet = random_convnet((1, 6, 6), [Conv(2), Conv(2)], Conv(1), seed=5)
+    net = convnet.form
+    stages = _two_stage_chain(net)
+    cert = coupled.chain_lipsdp(stages, SdpSettings(eps=1e-4, retries=3))
+    lam = np.zeros(net.n_w)
+    for tile, lam_i, offset in zip([*stages[0].tiles, *stages[1].tiles], cert.multipliers, [0] * 4 + [1]):
+        start = net.layers[offset].start
+        lam[start + tile.neuron_index] += lam_i
+    M = tile_lmi.assemble(tile_lmi.tile_lmi(net), lam, ())
+    M[np.arange(net.n_x), np.arange(net.n_x)] -= cert.rho
+    assert np.linalg.eigvalsh(M).max() <= 1e-9 * np.abs(M).max()
+    product = math.prod(weighted_lipsdp(depth_group(net, k, k), settings=LOOSE).bound for k in (0, 1))
+    lower = empirical_lower_bound(net, samples=100)
+    assert lower <= cert.bound <= product
+    assert cert.solver_rho <= cert.rho * (1 + 1e-2)  # verification raised the solver's value, if at all, a little
+
+
+def test_a_chain_whose_stages_do_not_connect_is_refused() -> None:
+    convnet = random_convnet((1, 6, 6), [Conv(2), Conv(2)], Conv(1), seed=5)
+    stage0, stage1 = _two_stage_chain(convnet.form)
+    wrong = coupled.Stage(stage1.tiles, stage1.x_global + 10_000, stage1.w_global + 10_000)  # reads nothing of stage 0
+    with pytest.raises(ValueError, match="stages do not chain"):
+        coupled.chain_lipsdp([stage0, wrong], SdpSettings(eps=1e-2, retries=3))
