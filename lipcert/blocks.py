@@ -13,7 +13,7 @@ import numpy as np
 from lipcert.execute import BlockJob, job_key
 from lipcert.network.form import Network
 from lipcert.partition.combine import pou_weights
-from lipcert.partition.plan import GroupPlan, Plan, group_network, group_tiles
+from lipcert.partition.plan import DEFAULT_MAX_BLOCK_SIZE, GroupPlan, Plan, group_network, group_tiles
 from lipcert.partition.tiles import Tile, block_key, extract_tile
 from lipcert.sdp.solve import SolverSettings
 
@@ -32,17 +32,38 @@ class PreparedGroup:
         return self.plan.label
 
 
-def prepare_groups(net: Network, plan: Plan, settings: SolverSettings) -> list[PreparedGroup]:
-    return [_prepare(net, k, group, plan, settings) for k, group in enumerate(plan.groups)]
+# combine "auto" couples a group's tiles when its one SDP costs at most this many SCS iterations of
+# blocks at the size budget (the cost of an iteration is cubic in each PSD block's side). Above it,
+# the tiles are solved as independent blocks (reused where identical, run in parallel) and
+# combined by "overlap": on the CIFAR nets the coupled SDP of 64 tiles of ~440 took over 50 min.
+COUPLED_BUDGET = 4
 
 
-def _prepare(net: Network, index: int, group: GroupPlan, plan: Plan, settings: SolverSettings) -> PreparedGroup:
+def prepare_groups(
+    net: Network, plan: Plan, settings: SolverSettings, max_block_size: int = DEFAULT_MAX_BLOCK_SIZE
+) -> list[PreparedGroup]:
+    return [_prepare(net, k, group, plan, settings, max_block_size) for k, group in enumerate(plan.groups)]
+
+
+def resolve_combine(combine: str, method: str, tiles: tuple[Tile, ...], max_block_size: int) -> str:
+    """The mode a group's tiles actually combine by ("single" for one tile)."""
+    if len(tiles) == 1:
+        return "single"
+    if combine == "auto":
+        cost = sum(float(t.net.lmi_size) ** 3 for t in tiles)
+        combine = "coupled" if cost <= COUPLED_BUDGET * float(max_block_size) ** 3 else "overlap"
+    if combine == "coupled" and method != "neuron":
+        return "overlap"  # the coupled SDP splits per-neuron multipliers; see README
+    return combine
+
+
+def _prepare(
+    net: Network, index: int, group: GroupPlan, plan: Plan, settings: SolverSettings, max_block_size: int
+) -> PreparedGroup:
     gnet = group_network(net, group, plan)
     tiles = tuple(extract_tile(gnet, rows) for rows in group_tiles(net, group, plan))
     method = plan.method.removeprefix("lipsdp-")
-    combine = "single" if len(tiles) == 1 else plan.combine
-    if combine == "coupled" and method != "neuron":
-        combine = "overlap"  # the coupled SDP splits per-neuron multipliers; see README
+    combine = resolve_combine(plan.combine, method, tiles, max_block_size)
     if combine == "single":
         jobs = (_job(gnet, method, settings, None),)  # whole group: input compression applies
     elif combine == "coupled":

@@ -22,9 +22,9 @@ from lipcert.result import BlockResult, Certificate, GroupResult
 from lipcert.sdp.solve import SolverSettings
 
 METHODS = ("naive", "lipsdp-neuron", "lipsdp-layer")
-COMBINE_MODES = ("paper", "overlap", "pou", "coupled")
+COMBINE_MODES = ("paper", "overlap", "pou", "coupled", "auto")
 DEFAULT_MAX_BLOCK = 600  # LMI side per block: an SCS solve of seconds, not minutes, on 2 cores
-DEFAULT_COMBINE = "coupled"
+DEFAULT_COMBINE = "auto"
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def estimate(model: LoadedModel, options: EstimateOptions, progress: ProgressCal
         group_results = (GroupResult(0, "whole network", (1,), "single", bound),)
     else:
         _check_block_sizes(net, plan, options)
-        prepared = prepare_groups(net, plan, settings)
+        prepared = prepare_groups(net, plan, settings, options.max_block_size)
         outcomes, reused, cached = _solve(prepared, options, progress)
         groups_out, bounds, notes = _combine_groups(prepared, outcomes)
         bound, plan_text = combine_depth(bounds), describe(plan)

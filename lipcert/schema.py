@@ -50,7 +50,7 @@ CERTIFICATE = {
         "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "bound": {"type": "number", "minimum": 0},
         "method": {"enum": ["naive", "lipsdp-neuron", "lipsdp-layer"]},
-        "combine": {"enum": [None, "paper", "overlap", "pou", "coupled"]},
+        "combine": {"enum": [None, "paper", "overlap", "pou", "coupled", "auto"]},
         "plan": {"type": "string"},
         "blocks": {"type": "array", "items": BLOCK, "minItems": 1},
         "groups": {"type": "array", "items": GROUP, "minItems": 1},

@@ -167,3 +167,18 @@ def test_every_combination_bounds_the_true_constant(net: Network, data: st.DataO
     edges = [0, *cuts, len(net.layers)]
     groups = [depth_group(net, a, b - 1) for a, b in zip(edges[:-1], edges[1:])]
     assert true <= combine_depth([_norm_upper(linear_map(g)) for g in groups])
+
+
+def test_auto_combine_couples_small_groups_and_solves_large_ones_as_independent_tiles() -> None:
+    from lipcert.blocks import COUPLED_BUDGET, resolve_combine
+
+    net = random_convnet((1, 8, 8), [Conv(4)], Conv(4), seed=0).form
+    tiles = tuple(extract_tile(net, t) for t in spatial_tiles(net.output_shape, 2, 2))
+    largest = max(t.net.lmi_size for t in tiles)
+    assert resolve_combine("auto", "neuron", tiles, max_block_size=largest) == "coupled"
+    # a budget so small that the tiles' summed cubic cost exceeds COUPLED_BUDGET blocks of it
+    small = int((sum(t.net.lmi_size**3 for t in tiles) / COUPLED_BUDGET) ** (1 / 3)) - 1
+    assert resolve_combine("auto", "neuron", tiles, max_block_size=small) == "overlap"
+    assert resolve_combine("auto", "layer", tiles, max_block_size=largest) == "overlap"
+    assert resolve_combine("paper", "neuron", tiles, max_block_size=small) == "paper"
+    assert resolve_combine("coupled", "neuron", tiles[:1], max_block_size=small) == "single"

@@ -95,7 +95,7 @@ CHAIN_OK = "version: 1\n" + CHAIN_GROUPS
 def test_minimal_plan_gets_defaults() -> None:
     plan = parse_plan("version: 1\ngroups:\n  - layers: [relu1_relu, relu2_relu]\n", sample("digits_chain"))
     assert plan.groups == (GroupPlan("relu1_relu", "relu2_relu", parts=1),)
-    assert (plan.method, plan.combine) == ("lipsdp-neuron", "coupled")
+    assert (plan.method, plan.combine) == ("lipsdp-neuron", "auto")
     assert plan.solver == DEFAULT_SOLVER == {"eps": 1e-3, "max_iters": 20_000, "time_limit": None, "warm_start": True}
 
 
@@ -182,7 +182,7 @@ ERRORS = [
     ("digits_chain", V1 + "method: lipsdp-network\n" + CHAIN_GROUPS, 2, "method",
      ["unknown value 'lipsdp-network'", "naive, lipsdp-neuron, lipsdp-layer"]),
     ("digits_chain", V1 + "combine: sum\n" + CHAIN_GROUPS, 2, "combine",
-     ["unknown value 'sum'", "paper, overlap, pou, coupled"]),
+     ["unknown value 'sum'", "paper, overlap, pou, coupled, auto"]),
     ("digits_chain", "- 1\n- 2\n", 1, "top level", ["expected a mapping"]),
     ("digits_chain", V1 + "solver:\n  eps: !!python/name:os.system\n" + CHAIN_GROUPS, 3, "solver.eps",
      ["expected a positive number, found a value tagged"]),

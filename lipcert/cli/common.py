@@ -29,6 +29,7 @@ class Combine(str, Enum):
     overlap = "overlap"
     pou = "pou"
     coupled = "coupled"
+    auto = "auto"
 
 
 class Format(str, Enum):
@@ -50,7 +51,9 @@ ShapeOpt = Annotated[
 MethodOpt = Annotated[Method | None, typer.Option(help="How each block is bounded [default: lipsdp-neuron].")]
 SplitOpt = Annotated[str | None, typer.Option(help="Grid RxC for every convolutional group; 1x1 = full LipSDP.")]
 PlanOpt = Annotated[Path | None, typer.Option(help="A YAML partition plan (see configs/README.md).")]
-CombineOpt = Annotated[Combine | None, typer.Option(help="How tile bounds combine [default: coupled].")]
+CombineOpt = Annotated[
+    Combine | None, typer.Option(help="Tile combination [default: auto = coupled where affordable, else overlap].")
+]
 EpsOpt = Annotated[float | None, typer.Option(help="SCS tolerance; verification keeps loose values sound.")]
 ItersOpt = Annotated[int | None, typer.Option(help="SCS iteration limit per block.")]
 TimeOpt = Annotated[float | None, typer.Option(help="SCS time limit per block, seconds (0: none).")]

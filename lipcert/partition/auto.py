@@ -47,7 +47,7 @@ def split_plan(
     max_block_size: int = DEFAULT_MAX_BLOCK_SIZE,
     use_output_group: bool = False,
     method: str = "lipsdp-neuron",
-    combine: str = "coupled",
+    combine: str = "auto",
     compress: bool = True,
 ) -> Plan:
     """--split RxC: the grid on every group's spatial output, depth units merged within the budget.
@@ -128,7 +128,7 @@ def auto_plan(
     max_block_size: int,
     *,
     method: str = "lipsdp-neuron",
-    combine: str = "coupled",
+    combine: str = "auto",
     compress: bool = True,
 ) -> Plan:
     """The dynamic partition: fewest groups, then fewest tiles, every block <= max_block_size.

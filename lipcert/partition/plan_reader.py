@@ -52,7 +52,7 @@ class PlanReader(NodeReader):
                 self.fail(root, required, f"missing key {required!r}")
         self.version(top["version"][1])
         method = self.choice(top["method"][1], "method", METHODS) if "method" in top else "lipsdp-neuron"
-        combine = self.choice(top["combine"][1], "combine", COMBINES) if "combine" in top else "coupled"
+        combine = self.choice(top["combine"][1], "combine", COMBINES) if "combine" in top else "auto"
         solver = self.solver(top["solver"][1]) if "solver" in top else {}
         return Plan(self.groups(top["groups"][1]), method=method, combine=combine, solver=solver)
 

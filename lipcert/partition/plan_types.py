@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 METHODS = ("naive", "lipsdp-neuron", "lipsdp-layer")
-COMBINES = ("paper", "overlap", "pou", "coupled")
+COMBINES = ("paper", "overlap", "pou", "coupled", "auto")
+# auto: coupled where its single SDP is affordable, overlap (independent, reusable tiles) elsewhere
 # The same defaults as lipcert.sdp.solve.SolverSettings, chosen there by measurement (eps 1e-3 with
 # warm-started tightening gave the best verified bound per second); kept as plain values so that
 # reading a plan does not import the solver stack.
@@ -66,7 +67,7 @@ OUTPUT_GROUP = GroupPlan(OUTPUT, OUTPUT, parts=1, output=True)
 class Plan:
     groups: tuple[GroupPlan, ...]
     method: str = "lipsdp-neuron"
-    combine: str = "coupled"
+    combine: str = "auto"
     solver: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SOLVER))
     warnings: tuple[str, ...] = ()  # e.g. auto_plan blocks that stay over budget
 

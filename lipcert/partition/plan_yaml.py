@@ -4,7 +4,7 @@ YAML schema, version 1 (configs/README.md has the same with examples):
 
     version: 1                  # required
     method: lipsdp-neuron       # naive | lipsdp-neuron | lipsdp-layer   (default lipsdp-neuron)
-    combine: coupled            # paper | overlap | pou | coupled         (default coupled)
+    combine: auto               # paper | overlap | pou | coupled | auto  (default auto)
     solver:                     # optional; every key optional
       eps: 1.0e-4               # SCS tolerance, > 0
       max_iters: 5000           # >= 1
