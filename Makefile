@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Two pytest workers on two cores: keep BLAS to one thread each so they do not fight.
 TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: install demo test test-slow lint format bench bench-quick samples clean
+.PHONY: install demo test test-slow lint format bench bench-quick bench-env samples clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,26 @@ test: lint
 
 test-slow: install
 	$(TEST_ENV) $(BIN)/python -m pytest -q -m slow
+
+# Benchmarks (benchmarks/harness.py; results in benchmarks/RESULTS.md and results.csv). Resumable: rows
+# already in results.csv for this commit are skipped; BENCH_ARGS=--fresh re-runs them. Peers' packages
+# (eclipse-nn) go into .bench-deps only, on PYTHONPATH for the harness alone, never into the main install.
+BENCH_DEPS := .bench-deps
+BENCH_ARGS ?=
+
+$(BENCH_DEPS)/.installed: | install
+	rm -rf $(BENCH_DEPS)
+	$(BIN)/pip install --quiet --retries 1 --timeout 30 --target $(BENCH_DEPS) --no-deps eclipse-nn==0.1.7 \
+		&& touch $@ \
+		|| echo "bench-env: eclipse-nn could not be installed; RESULTS.md will say so"
+
+bench-env: $(BENCH_DEPS)/.installed
+
+bench: install bench-env
+	$(TEST_ENV) $(BIN)/python benchmarks/harness.py $(BENCH_ARGS)
+
+bench-quick: install bench-env
+	$(TEST_ENV) $(BIN)/python benchmarks/harness.py --quick $(BENCH_ARGS)
 
 samples: install
 	$(BIN)/python sample_models/train.py

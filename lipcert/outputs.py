@@ -65,3 +65,19 @@ def parse_pair(text: str) -> tuple[int, int]:
     if len(parts) != 2 or not all(re.fullmatch(r"-?[0-9]+", p.strip()) for p in parts):
         raise BadInputError(f"--pair '{text}' must be two class indices like 3,5")
     return int(parts[0]), int(parts[1])
+
+
+def selected_module(module, rows: np.ndarray):  # noqa: ANN001, ANN201 - torch is imported lazily
+    """x -> rows @ module(x) as a torch module: the function a --logit/--pair certificate bounds."""
+    import torch
+
+    class Selected(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.module = module
+            self.register_buffer("rows", torch.as_tensor(np.atleast_2d(rows), dtype=torch.float64))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.module(x).reshape(x.shape[0], -1) @ self.rows.T
+
+    return Selected()

@@ -87,8 +87,9 @@ def estimate(
         cert = run_estimate(loaded, options, progress)
     if with_lower:
         from lipcert.lower import lower_bound
+        from lipcert.outputs import selected_module
 
-        module = loaded.module if options.selection is None else _selected_module(loaded.module, options.selection)
+        module = loaded.module if options.selection is None else selected_module(loaded.module, options.selection)
         cert = dataclasses.replace(cert, lower=lower_bound(module, loaded.input_shape).value)
     if heatmap is not None:
         from lipcert.plots import plot_tile_heatmap
@@ -103,23 +104,6 @@ def estimate(
     if max_lipschitz is not None and cert.bound > max_lipschitz:
         print_error(f"certified bound {cert.bound:.6g} exceeds --max-lipschitz {max_lipschitz:g}")
         raise typer.Exit(EXIT_OVER_THRESHOLD)
-
-
-def _selected_module(module, rows):  # noqa: ANN001, ANN202 - torch is imported lazily, like everywhere in the CLI
-    """x -> rows @ module(x): the function a --logit/--pair certificate bounds, for its lower bound."""
-    import numpy as np
-    import torch
-
-    class Selected(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.module = module
-            self.register_buffer("rows", torch.as_tensor(np.atleast_2d(rows), dtype=torch.float64))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.module(x).reshape(x.shape[0], -1) @ self.rows.T
-
-    return Selected()
 
 
 def _with_selection(options, n_y: int, logit: int | None, pair: str | None):  # noqa: ANN001, ANN202

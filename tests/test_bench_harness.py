@@ -1,0 +1,75 @@
+"""The benchmark harness (benchmarks/harness.py) end to end on one tiny random conv net, in a temp dir."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HARNESS = REPO / "benchmarks" / "harness.py"
+ANCHORS = REPO.parent / "shared" / "anchors"
+LIPCERT_ROWS = ("lipsdp-neuron", "lipsdp-layer")
+
+
+def run_harness(tmp_path: Path, *args: str) -> list[dict]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    command = [sys.executable, str(HARNESS), "--output-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache")]
+    done = subprocess.run([*command, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with open(tmp_path / "results.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def check_rows(rows: list[dict]) -> None:
+    for r in rows:
+        assert r["status"] == "ok", r
+        if r["method"] not in LIPCERT_ROWS and r["method"] != "naive":
+            continue
+        bound, lower, naive = float(r["bound"]), float(r["lower"]), float(r["naive"])
+        assert bound >= lower, r  # a certified upper bound can never be below a true lower bound
+        assert bound <= naive * (1 + 1e-9), r  # every group's bound is min(SDP, naive)
+        assert float(r["bound_over_lower"]) >= 1 - 1e-4
+        assert int(r["distinct_blocks"]) + int(r["reused_blocks"]) == int(r["blocks"])
+        assert float(r["seconds"]) >= 0 and float(r["peak_mib"]) > 0
+
+
+def test_harness_on_a_tiny_conv_net(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from harness import COLUMNS
+
+    args = ["--models", "conv_d2_c2_6x6", "--extra-scaling", "2,2,6", "--no-plots"]
+    args += ["--only", "|lower|", "|naive|", "|1x1|", "|2x2|coupled", "--quick"]
+    rows = run_harness(tmp_path, *args)
+    with open(tmp_path / "results.csv", newline="") as handle:
+        assert next(csv.reader(handle)) == COLUMNS
+    assert {r["method"] for r in rows} == {"lower", "naive", "lipsdp-neuron"}
+    assert {r["split"] for r in rows if r["method"] == "lipsdp-neuron"} == {"1x1", "2x2"}
+    assert len({r["commit"] for r in rows}) == 1 and rows[0]["commit"]
+    assert all(r["machine"] for r in rows)
+    check_rows(rows)
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "lipcert commit" in results and "conv_d2_c2_6x6" in results and "cvxpy" in results
+
+    # resumable: a second run finds every configuration done and changes no row
+    again = run_harness(tmp_path, *args)
+    assert [r["timestamp"] for r in again] == [r["timestamp"] for r in rows]
+
+
+@pytest.mark.skipif(not ANCHORS.is_dir(), reason=f"{ANCHORS} is absent: the anchor test reads ../shared/anchors")
+def test_harness_on_the_lipsdp_reference_net(tmp_path: Path) -> None:
+    args = ["--models", "random_2-10-30-20-2", "--no-plots", "--quick"]
+    args += ["--only", "|lower|", "|naive|", "|lipsdp-neuron|1x1", "|eclipse"]
+    rows = run_harness(tmp_path, *args)
+    full = next(r for r in rows if r["method"] == "lipsdp-neuron")
+    assert float(full["bound"]) == pytest.approx(36.482, rel=2e-3)  # LipSDP README (MOSEK)
+    check_rows([r for r in rows if not r["method"].startswith("eclipse")])
+    for r in rows:
+        if r["method"].startswith("eclipse"):  # installed by `make bench-env`; otherwise the row says so
+            assert r["status"] in ("ok", "unavailable"), r
+            if r["status"] == "unavailable":
+                assert "bench-env" in r["note"]
