@@ -105,3 +105,18 @@ def test_certify_psd_on_known_matrices() -> None:
     assert not certify_psd(np.array([[1.0, np.nan], [np.nan, 1.0]]))
     # exactly singular: PSD but not provable with a positive margin, so "not proven"
     assert not certify_psd(np.ones((3, 3)))
+
+
+def test_certified_norm_does_not_depend_on_what_the_process_computed_before() -> None:
+    """Lanczos starts from a fixed vector, so the bound is the same bit for bit on every executor
+    (ARPACK's own start vector changes from call to call: jobs 1 and jobs 2 gave bounds 7 ulps apart)."""
+    import scipy.sparse.linalg as spla
+
+    from lipcert.linalg import certified_lambda_max, largest_eigenvalue_estimate
+
+    M = np.random.default_rng(7).standard_normal((900, 800))  # n > 400: the Lanczos path
+    G = M.T @ M
+    first, bound = largest_eigenvalue_estimate(G), certified_lambda_max(G)
+    spla.eigsh(G + np.eye(800), k=1, return_eigenvectors=False)  # advances ARPACK's internal state
+    assert largest_eigenvalue_estimate(G) == first
+    assert certified_lambda_max(G) == bound >= np.linalg.eigvalsh(G).max()
