@@ -8,6 +8,7 @@ from lipcert.cli.batch_cmd import batch
 from lipcert.cli.estimate_cmd import estimate
 from lipcert.cli.inspect_cmd import inspect
 from lipcert.cli.lower_cmd import lower
+from lipcert.cli.plan_cmd import plan
 from lipcert.cli.radius_cmd import radius
 from lipcert.cli.sweep_cmd import sweep
 
@@ -18,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals would be huge matrices
     add_completion=False,
 )
-for command in (inspect, estimate, lower, batch, sweep, radius):
+for command in (inspect, estimate, plan, lower, batch, sweep, radius):
     app.command()(command)
 
 __all__ = ["app"]
