@@ -1,6 +1,7 @@
 """The gain of bounding class pairs f_i - f_j instead of the whole output; logit 7 against GLipSDP's peers.
 
     .venv/bin/python benchmarks/bench_pairs.py [--quick] [--full-limit 1000] [--jobs 1] [--models NAME ...]
+        [--save-pairs DIR]
 
 1. Gain: per model, the certified bound of the whole output f, and of every class pair f_i - f_j
    (largest, median, smallest), with the same method for both: the full LipSDP (one block,
@@ -8,7 +9,9 @@
    plan. A radius from the whole output is margin / (sqrt(2) L(f)) (||e_i - e_j|| = sqrt(2)); from
    pair bounds it is margin / L(f_i - f_j). So "radius gain" = sqrt(2) L(f) / L(pair).
    Pair times: all 45 pairs in sequence, sharing a block cache with the whole-output run (with the
-   automatic plan, every group before the output map is solved once).
+   automatic plan, every group before the output map is solved once). --save-pairs DIR writes each
+   model's pair bounds as DIR/MODEL.pairs.json, the file `lipcert radius --bounds` and
+   benchmarks/bench_radius.py --bounds-dir read.
 2. Logit 7 of the GLipSDP digits networks (../shared/anchors/glipsdp) against the peers' values.
    The peers' LipSDP and LipLT numbers for cnn2/cnn3 describe a scrambled network (see
    ../shared/anchors/README.md): compare those rows with the product and GLipSDP only.
@@ -17,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -33,7 +37,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from lipcert.estimate import EstimateOptions, effective_lmi_size, estimate  # noqa: E402
 from lipcert.load import LoadedModel, load_model  # noqa: E402
 from lipcert.outputs import logit_row  # noqa: E402
-from lipcert.pairs import estimate_pairs  # noqa: E402
+from lipcert.pairs import estimate_pairs, pairs_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -72,7 +76,7 @@ def options_for(loaded: LoadedModel, full_limit: int, jobs: int) -> tuple[Estima
     return EstimateOptions(workers=jobs), "automatic plan"
 
 
-def gain_row(path: Path, full_limit: int, jobs: int) -> GainRow:
+def gain_row(path: Path, full_limit: int, jobs: int, save_pairs: Path | None = None) -> GainRow:
     loaded = load(path)
     options, label = options_for(loaded, full_limit, jobs)
     with tempfile.TemporaryDirectory(prefix="bench-pairs-") as cache:
@@ -83,6 +87,10 @@ def gain_row(path: Path, full_limit: int, jobs: int) -> GainRow:
         start = time.perf_counter()
         pairs = estimate_pairs(loaded, options, progress=None)
         pairs_seconds = time.perf_counter() - start
+    if save_pairs is not None:
+        save_pairs.mkdir(parents=True, exist_ok=True)
+        report = json.dumps(pairs_json(loaded, pairs, full), indent=2) + "\n"
+        (save_pairs / f"{path.stem}.pairs.json").write_text(report, encoding="utf-8")
     if label == "automatic plan":
         label += f": {full.plan}"
     print(
@@ -165,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-limit", type=int, default=1000, help="largest LMI side solved as one block")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes per estimate")
     parser.add_argument("--models", nargs="*", help="gain table: only models whose file name contains one of these")
+    parser.add_argument("--save-pairs", type=Path, help="write each model's pair bounds to DIR/MODEL.pairs.json")
     parser.add_argument("--skip-gain", action="store_true")
     parser.add_argument("--skip-peers", action="store_true")
     args = parser.parse_args(argv)
@@ -176,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.models:
             paths = [p for p in paths if any(m in p.name for m in args.models)]
         print("gain:", flush=True)
-        rows = [gain_row(path, args.full_limit, args.jobs) for path in paths]
+        rows = [gain_row(path, args.full_limit, args.jobs, args.save_pairs) for path in paths]
         print("\n## Class-pair bounds against the whole-output bound\n")
         print(gain_table(rows))
     if not args.skip_peers:

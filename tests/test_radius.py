@@ -15,6 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from lipcert.attack import attack_radius, pgd_margin
 from lipcert.cli import app
 from lipcert.errors import EXIT_BAD_INPUT, EXIT_UNDER_CERTIFIED, BadInputError
 from lipcert.estimate import EstimateOptions, estimate
@@ -421,75 +422,6 @@ def test_min_certified_in_a_shell_script(
 # ---------------------------------------------------------------- soundness: L2 PGD never flips a certified input
 
 
-def pgd_margin(
-    model: torch.nn.Module,
-    x0: torch.Tensor,
-    label: torch.Tensor,
-    eps: torch.Tensor,
-    steps: int = 50,
-    restarts: int = 10,
-    seed: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """L2 PGD on every row of x0 at its own radius: the best max_{j != label} f_j - f_label found, and its delta.
-
-    Restart 0 starts at x0, the others uniformly in the ball. Steps of 2.5 eps / steps along the
-    normalised gradient, projected back onto the ball (no box: the radius covers all of R^n).
-    """
-    gen = torch.Generator().manual_seed(seed)
-    n, shape = len(x0), x0.shape[1:]
-    flat = int(np.prod(shape))
-    xs = x0.repeat_interleave(restarts, 0).reshape(n * restarts, flat)
-    labels = label.repeat_interleave(restarts)
-    radius = eps.repeat_interleave(restarts)[:, None]
-    direction = torch.randn(n * restarts, flat, generator=gen, dtype=torch.float64)
-    direction /= direction.norm(dim=1, keepdim=True)
-    scale = torch.rand(n * restarts, 1, generator=gen, dtype=torch.float64) ** (1.0 / flat)
-    scale[::restarts] = 0.0
-    delta = direction * scale * radius
-    other = torch.ones(n * restarts, 10, dtype=torch.bool)
-    other[torch.arange(n * restarts), labels] = False
-    rows = torch.arange(n * restarts)
-
-    def margin(d: torch.Tensor) -> torch.Tensor:
-        out = model((xs + d).reshape(-1, *shape)).reshape(n * restarts, -1)
-        return out.masked_fill(~other, -torch.inf).amax(dim=1) - out[rows, labels]
-
-    best = torch.full((n * restarts,), -torch.inf, dtype=torch.float64)
-    best_delta = delta.clone()
-    step = 2.5 * radius / steps
-    for _ in range(steps + 1):
-        delta = delta.detach().requires_grad_(True)
-        value = margin(delta)
-        (grad,) = torch.autograd.grad(value.sum(), delta)
-        with torch.no_grad():
-            better = value > best
-            best = torch.where(better, value, best)
-            best_delta[better] = delta[better]
-            delta = delta + step * grad / grad.norm(dim=1, keepdim=True).clamp_min(1e-30)
-            delta = delta * (radius / delta.norm(dim=1, keepdim=True).clamp_min(1e-30)).clamp(max=1.0)
-    best, index = best.reshape(n, restarts).max(dim=1)
-    return best, best_delta.reshape(n, restarts, flat)[torch.arange(n), index]
-
-
-def attack_radius(model: torch.nn.Module, x0: torch.Tensor, label: torch.Tensor, start: np.ndarray) -> np.ndarray:
-    """The smallest radius at which PGD finds a flip: double from `start` until it does, then bisect."""
-    lo, hi = np.zeros(len(x0)), start.copy()
-    found = np.zeros(len(x0), dtype=bool)
-    for _ in range(8):  # up to 256 x the certified radius
-        todo = ~found
-        if not todo.any():
-            break
-        flipped = pgd_margin(model, x0, label, torch.from_numpy(hi))[0].numpy() > 0
-        found |= flipped
-        lo = np.where(todo & ~flipped, hi, lo)
-        hi = np.where(todo & ~flipped, 2 * hi, hi)
-    for _ in range(12):
-        mid = (lo + hi) / 2
-        flipped = pgd_margin(model, x0, label, torch.from_numpy(mid), seed=1)[0].numpy() > 0
-        lo, hi = np.where(flipped, lo, mid), np.where(flipped, mid, hi)
-    return np.where(found, hi, np.inf)
-
-
 def check_soundness(images: np.ndarray, bounds: dict[tuple[int, int], float], label: str) -> None:
     """No PGD flip within 0.999 x the certified radius; then how close PGD's smallest flip comes to it."""
     loaded = load_cached(str(CHAIN))
@@ -513,7 +445,7 @@ def check_soundness(images: np.ndarray, bounds: dict[tuple[int, int], float], la
     margins = np.where(np.eye(10, dtype=bool)[radii.predicted], np.inf, radii.margins)[certified]
     assert np.all(best.numpy() > -margins.min(axis=1))
 
-    found = attack_radius(model, x0, label_t, r)
+    found = attack_radius(model, x0, label_t, r).flip
     assert np.all(np.isfinite(found)), "PGD found no flip even at 256 x the certified radius"
     assert np.all(found >= r), "a flip inside the certified radius"
     ratio = r / found
