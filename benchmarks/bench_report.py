@@ -30,7 +30,7 @@ def kind(r: dict) -> str:
         return r["method"]
     if r["split"] == "1x1":
         return "full-neuron" if r["method"] == "lipsdp-neuron" else "full-layer"
-    if r["split"] == "auto" and r["combine"] == "coupled" and r["method"] == "lipsdp-neuron":
+    if r["split"] == "auto" and r["combine"] == "auto" and r["method"] == "lipsdp-neuron":
         return "default"
     return r["combine"]
 
@@ -40,7 +40,7 @@ def label(r: dict) -> str:
     if k in ("paper", "overlap", "pou", "coupled"):
         return f"{k} @ {r['split']}"
     if k == "default":
-        return "lipcert default (auto plan, coupled)"
+        return "lipcert default (auto plan, auto combine)"
     return KIND_LABEL[k]
 
 
@@ -158,7 +158,7 @@ def model_table(rows: list[dict]) -> str:
         note = r["note"] if r["status"] == "ok" else ""
         out.append(
             [
-                label(r) if kind(r) != "default" else "**lipcert default (coupled)**",
+                label(r) if kind(r) != "default" else "**lipcert default (auto plan, auto combine)**",
                 r["split"],
                 r["plan"][:70],
                 status_text(r),
@@ -268,12 +268,7 @@ def scaling_section(rows: list[dict]) -> str:
         cells.append(ratio(naive["bound_over_lower"]) if naive else "")
         for mode, split in columns:
             r = next(
-                (
-                    x
-                    for x in mine
-                    if x["split"] == split
-                    and (kind(x) == mode or (mode == "coupled" and kind(x) == "default" and split == "auto"))
-                ),
+                (x for x in mine if x["split"] == split and kind(x) == mode),
                 None,
             )  # noqa: E501
             if r is None:
@@ -367,14 +362,18 @@ def plot_scaling(rows: list[dict], path: Path) -> None:
     }
     linestyles = ["-", "--", ":"]
     splits = {"1x1": ("#1f77b4", "full LipSDP (1x1)"), "2x2": ("#ff7f0e", "2x2 coupled"),
-              "4x4": ("#9467bd", "4x4 coupled"), "auto": ("#2ca02c", "auto coupled (default)")}  # fmt: skip
+              "4x4": ("#9467bd", "4x4 coupled"), "auto": ("#2ca02c", "auto plan, auto combine (default)")}  # fmt: skip
     fig, axes = plt.subplots(1, 2, figsize=(12, 5), dpi=120)
     for member, style in zip(series.values(), linestyles):
         for split, (color, text) in splits.items():
             pts = []
             for r in scal:
                 d, c, s = int(r["depth"]), int(r["channels"]), int(r["input_side"])
-                wanted = kind(r) == "full-neuron" if split == "1x1" else r["combine"] == "coupled"
+                wanted = (
+                    kind(r) == "full-neuron"
+                    if split == "1x1"
+                    else r["combine"] in ("coupled", "auto") and (split == "auto") == (r["combine"] == "auto")
+                )
                 if member(d, c, s) and r["split"] == split and wanted and r["bound_over_lower"]:
                     pts.append((int(r["n_neurons"]), float(r["seconds"]), float(r["bound_over_lower"])))
             if len(pts) < 1:
@@ -456,7 +455,8 @@ def write_report(
     head, behind = headline(groups, order)
     md.append("## Headline: lipcert's default against the best baseline\n")
     md.append(
-        "Default = `lipcert estimate MODEL` (automatic plan, `coupled`). Best baseline = the tightest finished "
+        "Default = `lipcert estimate MODEL` (automatic plan, `--combine auto`: coupled where affordable, else "
+        "overlap). Best baseline = the tightest finished "
         "bound among the naive product, full LipSDP-Neuron and -Layer, the paper's combination (`paper`, any "
         "split) and ECLipsE / ECLipsE-Fast. `default / baseline` below 1 means lipcert is tighter. Speed-up = "
         "time of the full LipSDP-Neuron / time of the default, where the full LipSDP was feasible.\n"

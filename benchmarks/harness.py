@@ -65,7 +65,7 @@ class Config:
 
     @property
     def is_default(self) -> bool:
-        return self.method == "lipsdp-neuron" and self.split == "auto" and self.combine == "coupled"
+        return self.method == "lipsdp-neuron" and self.split == "auto" and self.combine == "auto"
 
     def to_json(self) -> dict:
         return {"id": self.id, **{k: getattr(self, k) for k in ("selection", "method", "split", "combine")},
@@ -85,7 +85,7 @@ def configs_for(spec: ModelSpec, quick: bool, full_limit: int) -> list[Config]:
         add("lower")
         add("naive")
         add("lipsdp-neuron", "1x1", "single", full_limit)
-        add("lipsdp-neuron", "auto", "coupled")
+        add("lipsdp-neuron", "auto", "auto")  # lipcert's default
         if spec.family == "fc":
             add("eclipse")
             add("eclipse-fast")
@@ -109,7 +109,7 @@ def configs_for(spec: ModelSpec, quick: bool, full_limit: int) -> list[Config]:
             for mode in modes:
                 add("lipsdp-neuron", split, mode)
         if spec.source != "scaling":
-            for mode in ("overlap", "pou"):
+            for mode in ("overlap", "pou", "coupled"):
                 add("lipsdp-neuron", "auto", mode)
     return out
 
