@@ -46,42 +46,90 @@ ProgressCallback = Callable[[BlockOutcome, int, int], None]  # outcome, done, to
 
 
 def estimate(model: LoadedModel, options: EstimateOptions, progress: ProgressCallback | None = None) -> Certificate:
+    return estimate_many(model, [options], progress)[0]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One certificate's plan and blocks, before solving."""
+
+    options: EstimateOptions
+    net: Network
+    plan: Plan
+    groups: list[PreparedGroup]
+
+
+def estimate_many(
+    model: LoadedModel, options: list[EstimateOptions], progress: ProgressCallback | None = None
+) -> list[Certificate]:
+    """Certificates for several option sets (e.g. every class pair) from one solve pass.
+
+    Every distinct block of every certificate goes to the executor at once, so blocks
+    shared between them (all groups before the output map) are solved once, and blocks of
+    different certificates run in parallel. The executor and cache of options[0] are used.
+    """
     start = time.perf_counter()
-    net = model.network
-    if options.selection is not None:
-        net = select_outputs(net, options.selection)
-    plan = choose_plan(net, options)
-    settings = resolve_settings(plan, options)
-    cached = 0
-    if plan.method == "naive" and options.split is None and options.plan_path is None:
-        groups_out, notes = [_whole_naive(net)], ["naive: product of certified norms over the whole network"]
-        bound, plan_text = groups_out[0].bound, "whole network"
-        group_results = (GroupResult(0, "whole network", (1,), "single", bound),)
-    else:
-        _check_block_sizes(net, plan, options)
-        prepared = prepare_groups(net, plan, settings, options.max_block_size)
-        outcomes, reused, cached = _solve(prepared, options, progress)
-        groups_out, bounds, notes = _combine_groups(prepared, outcomes)
-        bound, plan_text = combine_depth(bounds), describe(plan)
-        group_results = tuple(
-            GroupResult(g.index, g.label, g.plan.tiling, g.combine, b) for g, b in zip(prepared, bounds)
-        )
-        notes = [*plan.warnings, *notes, f"identical-block reuse saved {reused} solves"]
+    done: dict[int, Certificate] = {}
+    prepared: list[tuple[int, _Prepared]] = []
+    for k, opts in enumerate(options):
+        net = model.network if opts.selection is None else select_outputs(model.network, opts.selection)
+        plan = choose_plan(net, opts)
+        if plan.method == "naive" and opts.split is None and opts.plan_path is None:
+            done[k] = _naive_certificate(model, net, plan, opts, start)
+            continue
+        _check_block_sizes(net, plan, opts)
+        settings = resolve_settings(plan, opts)
+        prepared.append((k, _Prepared(opts, net, plan, prepare_groups(net, plan, settings, opts.max_block_size))))
+    if prepared:
+        every_group = [g for _, p in prepared for g in p.groups]
+        outcomes, cached = _solve(every_group, prepared[0][1].options, progress)
+        for k, p in prepared:
+            done[k] = _certificate(model, p, outcomes, cached, start)
+    return [done[k] for k in range(len(options))]
+
+
+def _naive_certificate(
+    model: LoadedModel, net: Network, plan: Plan, opts: EstimateOptions, start: float
+) -> Certificate:
+    block = _whole_naive(net)
     return Certificate(
         model=str(model.path),
         sha256=model.sha256,
-        bound=bound,
+        bound=block.bound,
         method=plan.method,
-        combine=plan.combine if plan.method != "naive" else None,
-        plan=plan_text,
-        blocks=tuple(groups_out),
+        combine=None,
+        plan="whole network",
+        blocks=(block,),
         seconds=time.perf_counter() - start,
         input_shape=net.input_shape,
         output_shape=net.output_shape,
-        notes=tuple(notes),
+        notes=("naive: product of certified norms over the whole network",),
+        groups=(GroupResult(0, "whole network", (1,), "single", block.bound),),
+        selection=opts.selection_label,
+    )
+
+
+def _certificate(
+    model: LoadedModel, p: _Prepared, outcomes: dict[str, BlockOutcome], cached: int, start: float
+) -> Certificate:
+    _, reused = distinct_jobs(p.groups)
+    blocks, bounds, notes = _combine_groups(p.groups, outcomes)
+    group_results = tuple(GroupResult(g.index, g.label, g.plan.tiling, g.combine, b) for g, b in zip(p.groups, bounds))
+    return Certificate(
+        model=str(model.path),
+        sha256=model.sha256,
+        bound=combine_depth(bounds),
+        method=p.plan.method,
+        combine=p.plan.combine,
+        plan=describe(p.plan),
+        blocks=tuple(blocks),
+        seconds=time.perf_counter() - start,
+        input_shape=p.net.input_shape,
+        output_shape=p.net.output_shape,
+        notes=(*p.plan.warnings, *notes, f"identical-block reuse saved {reused} solves"),
         groups=group_results,
         cached_blocks=cached,
-        selection=options.selection_label,
+        selection=p.options.selection_label,
     )
 
 
@@ -161,10 +209,10 @@ def _check_block_sizes(net: Network, plan: Plan, options: EstimateOptions) -> No
 
 
 def _solve(
-    prepared: list[PreparedGroup], options: EstimateOptions, progress: ProgressCallback | None
-) -> tuple[dict[str, BlockOutcome], int, int]:
-    """Outcomes by job key, how many blocks reused another's result, how many came from the cache."""
-    jobs, reused = distinct_jobs(prepared)
+    groups: list[PreparedGroup], options: EstimateOptions, progress: ProgressCallback | None
+) -> tuple[dict[str, BlockOutcome], int]:
+    """Outcomes by job key, and how many distinct blocks came from the on-disk cache."""
+    jobs, _ = distinct_jobs(groups)
     cache = None
     if options.cache_dir is not None:
         from lipcert.cache import BlockCache
@@ -190,7 +238,7 @@ def _solve(
             progress(outcome, done, total)
 
     outcomes.update(run_jobs(todo, options.workers, options.scheduler, on_done))
-    return outcomes, reused, cached
+    return outcomes, cached
 
 
 def _combine_groups(

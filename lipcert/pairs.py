@@ -1,17 +1,16 @@
 """Bounds for many selections of outputs (every class pair), sharing all the work they can.
 
-Every selection is certified with the same plan and one block cache, so blocks that do not
-depend on the selection (all groups before the output map) are solved once.
+Every selection is certified with the same plan in one solve pass (estimate_many), so blocks
+that do not depend on the selection (all groups before the output map) are solved once, and
+the blocks of different pairs run in parallel under --jobs.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from lipcert.errors import BadInputError
-from lipcert.estimate import EstimateOptions, ProgressCallback, estimate
+from lipcert.estimate import EstimateOptions, ProgressCallback, estimate_many
 from lipcert.load import LoadedModel
 from lipcert.outputs import all_pairs, pair_row
 from lipcert.result import Certificate
@@ -35,14 +34,9 @@ def estimate_pairs(
     if n_y < 2:
         raise BadInputError(f"{model.path}: class pairs need at least 2 outputs; the model has {n_y}")
     pairs = all_pairs(n_y) if pairs is None else pairs
-    with tempfile.TemporaryDirectory(prefix="lipcert-pairs-") as scratch:
-        cache = options.cache_dir or Path(scratch)
-        results = []
-        for i, j in pairs:
-            selected = replace(options, selection=pair_row(n_y, i, j), selection_label=f"pair {i},{j}", cache_dir=cache)
-            cert = estimate(model, selected, progress)
-            results.append(PairBound(i, j, cert.bound, cert))
-    return results
+    selected = [replace(options, selection=pair_row(n_y, i, j), selection_label=f"pair {i},{j}") for i, j in pairs]
+    certificates = estimate_many(model, selected, progress)
+    return [PairBound(i, j, cert.bound, cert) for (i, j), cert in zip(pairs, certificates)]
 
 
 def pairs_json(model: LoadedModel, results: list[PairBound], full: Certificate | None) -> dict:
