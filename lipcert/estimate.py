@@ -120,7 +120,7 @@ def _certificate(
         sha256=model.sha256,
         bound=combine_depth(bounds),
         method=p.plan.method,
-        combine=p.plan.combine,
+        combine=p.plan.combine if p.plan.method != "naive" else None,
         plan=describe(p.plan),
         blocks=tuple(blocks),
         seconds=time.perf_counter() - start,

@@ -342,6 +342,7 @@ def test_pairs_in_one_pass_equal_separate_estimates_and_share_blocks() -> None:
         alone = estimate(loaded, dataclasses.replace(options, selection=pair_row(10, i, j)))
         assert result.bound == alone.bound
         assert [b.bound for b in result.certificate.blocks] == [b.bound for b in alone.blocks]
+    assert together[0].certificate.combine is None  # naive tiles: no combination theorem was used
     first_group = {b.key for b in together[0].certificate.blocks if b.group == 0}
     assert len(first_group) == 4  # the 2x2 tiles of relu1 do not depend on the pair ...
     assert len(solved) == len(set(solved)) == len(first_group) + len(pairs)  # ... so they are solved once
