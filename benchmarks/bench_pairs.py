@@ -119,20 +119,10 @@ def gain_table(rows: list[GainRow]) -> str:
 
 def selected_lower(loaded: LoadedModel, row: np.ndarray) -> float:
     """lipcert.lower's hill climbing on x -> row @ f(x)."""
-    import torch
-
     from lipcert.lower import lower_bound
+    from lipcert.outputs import selected_module
 
-    class Selected(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.module = loaded.module
-            self.register_buffer("rows", torch.as_tensor(np.atleast_2d(row), dtype=torch.float64))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.module(x).reshape(x.shape[0], -1) @ self.rows.T
-
-    return lower_bound(Selected(), loaded.input_shape).value
+    return lower_bound(selected_module(loaded.module, row), loaded.input_shape).value
 
 
 def peer_table(full_limit: int, jobs: int, quick: bool) -> str:
