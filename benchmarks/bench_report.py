@@ -295,8 +295,10 @@ def by_name(rows: list[dict], model: str) -> dict:
 
 def plain_ticks(axis) -> None:  # noqa: ANN001 - a matplotlib Axis
     """Plain numbers (0.5, 2, 30) on a log axis instead of 5×10⁻¹."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    # 1, 2 and 5 per decade: a range narrower than a decade still gets labelled ticks
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 
