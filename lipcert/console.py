@@ -68,7 +68,8 @@ def print_certificate(cert: Certificate) -> None:
         console.print(f"note: {note}")
     if cert.lower is not None:
         console.print(f"empirical lower bound: {cert.lower:.6g}; upper/lower ratio {cert.ratio:.4g}")
-    combine = f", combined by {cert.combine}" if cert.combine else ""
+    used = sorted({g.combine for g in cert.groups if g.combine != "single"})  # what the plan's mode resolved to
+    combine = f", tiles combined by {'/'.join(used)}" if cert.combine and used else ""
     if cert.selection != "all outputs":
         console.print(f"bounded function: {cert.selection}")
     console.print(
