@@ -53,6 +53,7 @@ class BlockCertificate:
     message: str = ""
     multipliers: np.ndarray | None = field(default=None, repr=False)  # certified per-neuron λ
     warm: WarmPoint | None = field(default=None, repr=False)  # for warm-starting a twin block
+    cliques: tuple[int, ...] = ()  # chordal solves: the side of each PSD constraint
 
     @property
     def is_fallback(self) -> bool:
@@ -107,8 +108,12 @@ def certify_block(
     settings: SolverSettings | None = None,
     input_weights: Weights = None,
     warm: WarmPoint | np.ndarray | None = None,
+    clique_target: int | None = None,
 ) -> BlockCertificate:
     """Build, solve, verify and (if needed) repair LipSDP for one block; fall back to naive.
+
+    clique_target: solve over the cliques of the LMI's chordal extension, merged up to that
+    side (lipcert.sdp.chordal); the same SDP value, verified on the full LMI as always.
 
     With input_weights π the bound certifies ||Δy||² ≤ bound² Σ_k π_k Δx_k² (MATH.md §4c).
     `warm`: a WarmPoint of a block with the same structure, or multipliers in original units.
@@ -119,7 +124,7 @@ def certify_block(
     if net.n_w == 0 or net.n_x == 0:
         return _fallback(net, method, input_weights, "no neurons or no inputs: nothing for LipSDP")
     try:
-        problem = build_problem(net, method, input_weights)
+        problem = build_problem(net, method, input_weights, clique_target=clique_target)
     except Exception as exc:  # a malformed block must not abort the whole run
         return _fallback(net, method, input_weights, f"model build failed: {type(exc).__name__}: {exc}")
     run = _continuation(problem, settings, warm)
@@ -192,6 +197,7 @@ def _finish(problem: LipSdpProblem, weights: Weights, run: _Run) -> BlockCertifi
         method=method,
         lmi_size=problem.lmi_size,
         lmi_size_solved=problem.solved_lmi_size,
+        cliques=problem.clique_sizes,
         raw_sqrt_objective=raw,
         solver_status=outcome.status,
         iterations=run.iterations,

@@ -204,10 +204,12 @@ class LipSdpProblem:
     rho_scale: float
     build_seconds: float
     compiled: object | None = field(default=None, repr=False)  # SCS data, cached by solve.py
+    n_slacks: int = 0  # chordal models: θ = (λ', slacks, ρ')
+    clique_sizes: tuple[int, ...] = ()  # chordal models: the side of each PSD constraint
 
     @property
     def n_multipliers(self) -> int:
-        return self.theta.size - 1
+        return self.theta.size - 1 - self.n_slacks
 
     @property
     def lmi_size(self) -> int:
@@ -215,7 +217,8 @@ class LipSdpProblem:
 
     @property
     def solved_lmi_size(self) -> int:
-        return self.solved_net.lmi_size
+        """The side of the largest PSD constraint SCS sees."""
+        return max(self.clique_sizes) if self.clique_sizes else self.solved_net.lmi_size
 
     def per_neuron(self, lam: np.ndarray) -> np.ndarray:
         """Per-neuron multipliers of `net` from multipliers in original units."""
@@ -227,12 +230,18 @@ def build_problem(
     method: str = "neuron",
     input_weights: np.ndarray | None = None,
     compress: bool = True,
+    clique_target: int | None = None,
 ) -> LipSdpProblem:
-    """Assemble the cvxpy model of LipSDP-Neuron or LipSDP-Layer from sparse data."""
+    """Assemble the cvxpy model of LipSDP-Neuron or LipSDP-Layer from sparse data.
+
+    With clique_target, the LMI is one PSD constraint per clique of its chordal extension
+    (lipcert.sdp.chordal), cliques merged up to that side; the value is the same. Inputs
+    are then not compressed: compression would make the input columns dense.
+    """
     start = time.perf_counter()
     solved = net if input_weights is None else scale_inputs(net, input_weights)
     solved, d, c = balance(solved)
-    if compress:
+    if compress and clique_target is None:
         solved = compress_inputs(solved)
     # Normalise so that the SDP value ρ' is ≥ 1 but not much larger: SCS's tolerance is
     # then relative to ρ' (with ρ' ≪ 1 its absolute part dominates and eps=1e-3 can mean
@@ -243,7 +252,15 @@ def build_problem(
     groups = multiplier_groups(net, method)
     lam_scale = np.empty(int(groups.max(initial=-1)) + 1)
     lam_scale[groups] = 1.0 / (c * c * d * d)  # d is constant on a layer, so Layer is consistent
-    theta, problem = _cvxpy_model(solved, method)
+    n_slacks, cliques = 0, ()
+    if clique_target is None:
+        theta, problem = _cvxpy_model(solved, method)
+    else:
+        from lipcert.sdp.chordal import chordal_model, chordal_tree  # chordal builds on this module
+
+        model = chordal_model(solved, method, chordal_tree(solved, clique_target))
+        theta, problem, n_slacks = model.theta, model.problem, model.n_slacks
+        cliques = tuple(int(c.size) for c in model.tree.cliques)
     return LipSdpProblem(
         net=net,
         solved_net=solved,
@@ -255,6 +272,8 @@ def build_problem(
         lam_scale=lam_scale,
         rho_scale=1.0 / (c * c),
         build_seconds=time.perf_counter() - start,
+        n_slacks=n_slacks,
+        clique_sizes=cliques,
     )
 
 

@@ -117,7 +117,7 @@ def _compile(problem: LipSdpProblem) -> _Compiled:
 
 
 def _warm_arrays(
-    compiled: _Compiled, warm: WarmPoint | np.ndarray | None, lam_scale: np.ndarray
+    compiled: _Compiled, warm: WarmPoint | np.ndarray | None, lam_scale: np.ndarray, n_slacks: int = 0
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """x, y, s for SCS, or None to start cold (also when the shapes do not fit).
 
@@ -132,9 +132,9 @@ def _warm_arrays(
             return warm.x, warm.y, warm.s
         return None, None, None
     lam = np.asarray(warm, dtype=np.float64).ravel()
-    if lam.size != A.shape[1] - 1 or not np.all(np.isfinite(lam)):
+    if lam.size != A.shape[1] - 1 - n_slacks or not np.all(np.isfinite(lam)):
         return None, None, None
-    x = np.concatenate([np.maximum(lam, 0.0) / lam_scale, [0.0]])
+    x = np.concatenate([np.maximum(lam, 0.0) / lam_scale, np.zeros(n_slacks + 1)])
     return x, np.zeros(A.shape[0]), b - A @ x
 
 
@@ -167,7 +167,7 @@ def solve_lipsdp(
         compiled = _compile(problem)
     except Exception as exc:  # any cvxpy failure is a solver failure here
         return _failure(f"cvxpy compilation failed: {type(exc).__name__}: {exc}")
-    x0, y0, s0 = _warm_arrays(compiled, warm if settings.warm_start else None, problem.lam_scale)
+    x0, y0, s0 = _warm_arrays(compiled, warm if settings.warm_start else None, problem.lam_scale, problem.n_slacks)
     start = time.perf_counter()
     try:
         solver = scs.SCS(_scs_data(compiled), compiled.cones, **settings.scs_options())
@@ -193,7 +193,7 @@ def _outcome(sol: dict[str, Any], problem: LipSdpProblem, compile_s: float, solv
     message = str(info.get("status", ""))
     x = np.asarray(sol.get("x", []), dtype=np.float64)
     nan = float("nan")
-    if status in ("infeasible", "unbounded", "error") or x.size != n_mult + 1:
+    if status in ("infeasible", "unbounded", "error") or x.size != problem.theta.size:
         # SCS's x is then a certificate of infeasibility, not multipliers.
         return SolveOutcome(status, None, nan, nan, iterations, solve_s, compile_s, message)
     if not np.all(np.isfinite(x)):
@@ -202,6 +202,6 @@ def _outcome(sol: dict[str, Any], problem: LipSdpProblem, compile_s: float, solv
         return SolveOutcome(status, None, nan, nan, iterations, solve_s, compile_s, f"NaN in SCS output; {message}")
     warm = WarmPoint(x=x.copy(), y=np.asarray(sol["y"], float).copy(), s=np.asarray(sol["s"], float).copy())
     lam = x[:n_mult] * problem.lam_scale
-    rho = float(x[n_mult]) * problem.rho_scale
+    rho = float(x[-1]) * problem.rho_scale
     dual = float(info.get("dobj", nan)) * problem.rho_scale
     return SolveOutcome(status, lam, rho, dual, iterations, solve_s, compile_s, message, warm)

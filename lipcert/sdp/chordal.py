@@ -1,0 +1,344 @@
+"""LipSDP-Neuron of a whole network, solved over the cliques of a chordal extension of its LMI.
+
+The LMI L(λ, ρ) of MATH.md §2 is sparse: z_p and z_q interact only when a neuron reads
+the other coordinate, when both feed one output, or through one neuron's pre-activation
+(α β ≠ 0). Eliminating the coordinates in some order and adding the fill gives a chordal
+pattern E ⊇ pattern(L) whose maximal cliques C_1..C_m form a tree with the running
+intersection property. Agler's theorem: a matrix with chordal pattern E is ⪯ 0 iff it
+is a sum Σ_c E_cᵀ X_c E_c of matrices X_c ⪯ 0 supported on the cliques. So
+
+    min ρ  s.t.  X_c = P_c(L(λ, ρ)) + Σ_{tree edges e ∋ c} ±Z_e ⪯ 0  for every clique c,
+
+where P_c keeps the entries of L assigned to clique c (each entry to one clique that
+contains it) and Z_e is a free symmetric matrix on the separator of tree edge e (added
+to the child, subtracted from the parent), has exactly the value of the full LipSDP,
+with PSD constraints the size of the cliques instead of the whole LMI. Convolutions keep
+the cliques small (a neuron reads a few pixels); a dense layer makes everything it
+reads one clique.
+
+Soundness does not rest on the decomposition: the multipliers λ the solver returns are
+polished and verified on the full LMI in float64 (lipcert.sdp.verify), exactly as for a
+single-block solve. That costs one dense factorization of the full LMI, so the method
+is for networks whose full LMI can be factorized once (up to a few thousand), but not
+solved by SCS (hundreds of eigendecompositions of it).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import cvxpy as cp
+import numpy as np
+import scipy.sparse as sp
+
+from lipcert.network.form import Network
+from lipcert.sdp.lipsdp import coefficient_matrix, stacked_maps
+
+
+@dataclass(frozen=True)
+class CliqueTree:
+    """Maximal cliques of a chordal extension, each a sorted array of z indices, and their tree."""
+
+    cliques: tuple[np.ndarray, ...]
+    parent: tuple[int, ...]  # -1 for a root
+    separators: tuple[np.ndarray, ...]  # clique c's shared coordinates with parent[c] (empty at a root)
+    owner: np.ndarray  # per coordinate: the clique that holds the entries it is eliminated with
+    position: np.ndarray  # per coordinate: its place in the elimination order
+
+    @property
+    def largest(self) -> int:
+        return max((c.size for c in self.cliques), default=0)
+
+    @property
+    def cost(self) -> float:
+        """Σ |C|³: the eigendecomposition work per SCS iteration, up to a constant."""
+        return float(sum(float(c.size) ** 3 for c in self.cliques))
+
+
+# Verification factorizes the full LMI densely (side n: n² floats, ~n³/3 flops), once per
+# continuation step; at 4000 that is 128 MB and seconds. Above it, no chordal solve.
+VERIFY_LIMIT = 4000
+# Below this side a single PSD constraint is solved in seconds: not worth a decomposition.
+CHORDAL_MIN = 256
+# Cliques are merged up to this side (or the budget, if smaller): on digits_chain (side 384),
+# 100 gave 7 cliques and 150 gave 4, both solved in 6.5 s against 17 s for one constraint,
+# while unmerged (289 cliques, largest 82) SCS needed 56 s at eps 1e-3 and stayed 8% loose.
+MERGE_TARGET = 150
+# Decompose only when one SCS iteration gets at least this much cheaper (Σ|C|³ against n³).
+MIN_GAIN = 2.0
+
+
+@dataclass(frozen=True)
+class ChordalChoice:
+    target: int  # the merge target to build the model with
+    largest: int  # the largest clique after merging
+    n_cliques: int
+
+
+def chordal_choice(net: Network, max_block_size: int, solved_side: int | None = None) -> ChordalChoice | None:
+    """Whether to solve this block over chordal cliques, and with which merge target.
+
+    solved_side: the side one PSD constraint would have (after input compression);
+    defaults to the full LMI side. None when the full LMI is too large to verify, when no
+    clique fits max_block_size, or when one constraint fits the budget and the
+    decomposition would not make an SCS iteration MIN_GAIN times cheaper.
+    """
+    n = net.lmi_size
+    one = solved_side if solved_side is not None else n
+    if n > VERIFY_LIMIT or one <= CHORDAL_MIN or net.n_w == 0 or net.n_x == 0:
+        return None
+    tree = chordal_tree(net)
+    if tree.largest > max_block_size:
+        return None
+    target = min(max_block_size, max(MERGE_TARGET, tree.largest))
+    merged = merge_cliques(tree, target)
+    if one <= max_block_size and merged.cost * MIN_GAIN > float(one) ** 3:
+        return None  # one constraint fits and is about as cheap; above the budget it is not allowed
+    return ChordalChoice(target, merged.largest, len(merged.cliques))
+
+
+# --------------------------------------------------------------------------- the chordal extension
+
+
+def lmi_pattern(net: Network) -> sp.csr_matrix:
+    """The symmetric 0/1 pattern of L(λ, ρ) for generic λ, ρ (diagonal included)."""
+    M, Y = stacked_maps(net)
+    F = coefficient_matrix(net, "neuron").tocoo()
+    n = net.lmi_size
+    rows, cols = F.row % n, F.row // n
+    multipliers = sp.coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
+    pattern = abs(Y).T @ abs(Y) + multipliers + sp.identity(n)
+    pattern = (pattern + pattern.T).tocsr()
+    pattern.data[:] = 1.0
+    return pattern
+
+
+def elimination_order(pattern: sp.csr_matrix) -> np.ndarray:
+    """Greedy minimum degree: eliminate the coordinate with the fewest neighbours, fill, repeat.
+
+    Ties go to the lowest index, so the order (and the cliques) are deterministic.
+    """
+    n = pattern.shape[0]
+    adj = [set(pattern.indices[pattern.indptr[v] : pattern.indptr[v + 1]].tolist()) - {v} for v in range(n)]
+    heap = [(len(a), v) for v, a in enumerate(adj)]
+    heapq.heapify(heap)
+    done = np.zeros(n, dtype=bool)
+    order = []
+    while heap:
+        degree, v = heapq.heappop(heap)
+        if done[v] or degree != len(adj[v]):
+            continue  # a stale entry: v was eliminated, or its degree changed since
+        done[v] = True
+        order.append(v)
+        nbrs = adj[v]
+        for u in nbrs:
+            adj[u].discard(v)
+            adj[u].update(nbrs)
+            adj[u].discard(u)
+            heapq.heappush(heap, (len(adj[u]), u))
+        adj[v] = set()
+    return np.asarray(order, dtype=np.int64)
+
+
+def clique_tree(pattern: sp.csr_matrix, order: np.ndarray) -> CliqueTree:
+    """Symbolic elimination in `order`: fill, maximal cliques (supernodes) and the clique tree."""
+    n = pattern.shape[0]
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n)
+    later: list[set[int]] = []
+    for v in order.tolist():
+        nbrs = pattern.indices[pattern.indptr[v] : pattern.indptr[v + 1]]
+        later.append({int(position[u]) for u in nbrs if position[u] > position[v]})
+    # Work in positions 0..n-1: the parent of k is its first later neighbour, which inherits k's.
+    parent_of = np.full(n, -1, dtype=np.int64)
+    for k in range(n):
+        if later[k]:
+            p = min(later[k])
+            parent_of[k] = p
+            later[p] |= later[k] - {p}
+    return _supernodes(later, parent_of, order, position)
+
+
+def _supernodes(later: list[set[int]], parent_of: np.ndarray, order: np.ndarray, position: np.ndarray) -> CliqueTree:
+    """Merge {k} ∪ later[k] into a child's clique when it is contained in it (a supernode chain).
+
+    A child j of k (parent_of[j] = k) has later[j] ⊆ {k} ∪ later[k] by the fill rule, so
+    {k} ∪ later[k] ⊆ {j} ∪ later[j] exactly when |later[j]| = |later[k]| + 1.
+    """
+    n = len(later)
+    clique_of = np.full(n, -1, dtype=np.int64)
+    members: list[list[int]] = []
+    top: list[int] = []  # the last position merged into each clique
+    tops_below: dict[int, list[int]] = {}  # position k -> cliques whose top's parent is k
+    for k in range(n):
+        absorbing = [c for c in tops_below.pop(k, []) if len(later[top[c]]) == len(later[k]) + 1]
+        if absorbing:
+            clique = absorbing[0]
+            top[clique] = k
+        else:
+            clique = len(members)
+            members.append([k, *sorted(later[k])])
+            top.append(k)
+        clique_of[k] = clique
+        if parent_of[k] >= 0:
+            tops_below.setdefault(int(parent_of[k]), []).append(clique)
+    parents = [int(clique_of[parent_of[t]]) if parent_of[t] >= 0 else -1 for t in top]
+    separators = [np.sort(order[sorted(later[t])]) for t in top]
+    cliques = tuple(np.sort(order[np.asarray(m, dtype=np.int64)]) for m in members)
+    owner = np.empty(n, dtype=np.int64)
+    owner[order] = clique_of
+    return CliqueTree(cliques, tuple(parents), tuple(separators), owner, position)
+
+
+def merge_cliques(tree: CliqueTree, target: int) -> CliqueTree:
+    """Merge each clique into its parent while the union stays within `target` coordinates.
+
+    Fewer, larger cliques: fewer slacks for SCS to reconcile (it converges much faster),
+    at a cost per iteration that grows as Σ |C|³. The result is still a clique tree of a
+    (coarser) chordal cover: a merged clique contains both, and its children's separators.
+    """
+    members = [set(c.tolist()) for c in tree.cliques]
+    parent = list(tree.parent)
+    children: dict[int, list[int]] = {}
+    for c, p in enumerate(parent):
+        children.setdefault(p, []).append(c)
+    into = list(range(len(members)))  # where each clique's content went (itself if kept)
+    for c in _children_first(parent):
+        p = parent[c]
+        if p < 0 or len(members[c] | members[p]) > target:
+            continue
+        members[p] |= members[c]
+        into[c] = p
+        for k in children.pop(c, []):
+            parent[k] = p
+            children.setdefault(p, []).append(k)
+    return _rebuilt(tree, members, parent, into)
+
+
+def _children_first(parent: list[int]) -> list[int]:
+    """The cliques in an order that puts every clique before its parent (a post-order)."""
+    children: dict[int, list[int]] = {}
+    for c, p in enumerate(parent):
+        children.setdefault(p, []).append(c)
+    order: list[int] = []
+    stack = [(root, False) for root in reversed(children.get(-1, []))]
+    while stack:
+        c, expanded = stack.pop()
+        if expanded:
+            order.append(c)
+            continue
+        stack.append((c, True))
+        stack.extend((k, False) for k in reversed(children.get(c, [])))
+    return order
+
+
+def _rebuilt(tree: CliqueTree, members: list[set[int]], parent: list[int], into: list[int]) -> CliqueTree:
+    keep = [c for c in range(len(members)) if into[c] == c]
+    new_id = {c: i for i, c in enumerate(keep)}
+
+    def final(c: int) -> int:
+        while into[c] != c:
+            c = into[c]
+        return c
+
+    cliques = tuple(np.asarray(sorted(members[c]), dtype=np.int64) for c in keep)
+    parents = tuple(new_id[parent[c]] if parent[c] >= 0 else -1 for c in keep)
+    empty = np.zeros(0, dtype=np.int64)
+    separators = tuple(np.intersect1d(cliques[i], cliques[p]) if p >= 0 else empty for i, p in enumerate(parents))
+    owner = np.asarray([new_id[final(int(c))] for c in tree.owner], dtype=np.int64)
+    return CliqueTree(cliques, parents, separators, owner, tree.position)
+
+
+# --------------------------------------------------------------------------- the decomposed SDP
+
+
+def chordal_tree(net: Network, target: int = 0) -> CliqueTree:
+    """The clique tree of the minimum-degree chordal extension, cliques merged up to `target`."""
+    pattern = lmi_pattern(net)
+    tree = clique_tree(pattern, elimination_order(pattern))
+    return merge_cliques(tree, target) if target else tree
+
+
+@dataclass(frozen=True)
+class ChordalModel:
+    """θ = (multipliers, slacks, ρ): the cvxpy model with one PSD constraint per clique."""
+
+    theta: cp.Variable
+    problem: cp.Problem
+    n_slacks: int
+    tree: CliqueTree
+
+
+def chordal_model(net: Network, method: str, tree: CliqueTree) -> ChordalModel:
+    """min ρ s.t. P_c(L(λ, ρ)) ± slacks ⪯ 0 on every clique c (see the module docstring)."""
+    n = net.lmi_size
+    F = coefficient_matrix(net, method)
+    n_mult = F.shape[1]
+    edges = [(c, p, sep) for c, (p, sep) in enumerate(zip(tree.parent, tree.separators)) if p >= 0 and sep.size]
+    sizes = [sep.size * (sep.size + 1) // 2 for _, _, sep in edges]
+    n_slacks = int(sum(sizes))
+    n_theta = n_mult + n_slacks + 1
+    # One sparse map G (n² x θ) and constant G0 for the whole LMI, split into cliques by row.
+    x_diag = np.arange(net.n_x) * (n + 1)
+    rho_col = sp.csc_matrix((-np.ones(net.n_x), (x_diag, np.zeros(net.n_x, dtype=np.int64))), shape=(n * n, 1))
+    _, Y = stacked_maps(net)
+    const = (Y.T @ Y).tocoo()
+    G0 = sp.csc_matrix((const.data, (const.row + const.col * n, np.zeros(const.nnz, dtype=np.int64))), shape=(n * n, 1))
+    maps = _clique_maps(tree, n, sp.hstack([F, rho_col, G0], format="coo"))
+    theta = cp.Variable(n_theta, name="theta")
+    offsets = np.concatenate([[n_mult], n_mult + np.cumsum(sizes)]).astype(np.int64)
+    slack_blocks: list[list[sp.csr_matrix]] = [[] for _ in tree.cliques]
+    for (c, p, sep), start in zip(edges, offsets[:-1]):
+        for clique, sign in ((c, 1.0), (p, -1.0)):
+            members = tree.cliques[clique]
+            loc = np.searchsorted(members, sep)
+            slack_blocks[clique].append(_slack_map(members.size, loc, int(start), n_theta, sign))
+    constraints = []
+    for c, members in enumerate(tree.cliques):
+        m = members.size
+        full = maps[c].tocsc()
+        G = sp.hstack([full[:, :n_mult], sp.csc_matrix((m * m, n_slacks)), full[:, n_mult : n_mult + 1]], format="csr")
+        for block in slack_blocks[c]:
+            G = G + block
+        g0 = full[:, n_mult + 1].toarray().ravel()
+        # Negated, as in lipsdp._cvxpy_model: -(G θ + G0) ⪰ 0 reads G θ + G0 ⪯ 0.
+        constraints.append(cp.reshape(-(G @ theta) - g0, (m, m), order="F") >> 0)
+    constraints.append(theta[:n_mult] >= 0)
+    problem = cp.Problem(cp.Minimize(theta[n_theta - 1]), constraints)
+    return ChordalModel(theta, problem, n_slacks, tree)
+
+
+def _entry_owner(tree: CliqueTree, p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Each entry (p, q) goes to the clique of whichever of p, q is eliminated first."""
+    first = np.where(tree.position[p] <= tree.position[q], p, q)
+    return tree.owner[first]
+
+
+def _clique_maps(tree: CliqueTree, n: int, entries: sp.coo_matrix) -> list[sp.csr_matrix]:
+    """Split a map vec_F(full) = entries @ v into one map per clique: vec_F(P_c(full)) = maps[c] @ v."""
+    p, q = entries.row % n, entries.row // n
+    owner = _entry_owner(tree, p, q)
+    maps = []
+    local = np.full(n, -1, dtype=np.int64)
+    for c, members in enumerate(tree.cliques):
+        local[members] = np.arange(members.size)
+        mine = owner == c
+        lp, lq = local[p[mine]], local[q[mine]]
+        if np.any(lp < 0) or np.any(lq < 0):
+            raise AssertionError("an LMI entry outside its clique: the extension does not cover the pattern")
+        m = members.size
+        maps.append(
+            sp.csr_matrix((entries.data[mine], (lp + lq * m, entries.col[mine])), shape=(m * m, entries.shape[1]))
+        )
+        local[members] = -1
+    return maps
+
+
+def _slack_map(m: int, loc: np.ndarray, start: int, n_theta: int, sign: float) -> sp.csr_matrix:
+    """vec_F of ±(the symmetric matrix on rows/cols loc whose upper triangle is θ[start:...])."""
+    a, b = np.triu_indices(loc.size)
+    k = start + np.arange(a.size)
+    rows = np.concatenate([loc[a] + loc[b] * m, (loc[b] + loc[a] * m)[a != b]])
+    cols = np.concatenate([k, k[a != b]])
+    return sp.csr_matrix((np.full(rows.size, sign), (rows, cols)), shape=(m * m, n_theta))
