@@ -12,9 +12,11 @@ import numpy as np
 
 from lipcert.execute import BlockJob, job_key
 from lipcert.network.form import Network
+from lipcert.partition.block_sizes import block_size
 from lipcert.partition.combine import pou_weights
 from lipcert.partition.plan import DEFAULT_MAX_BLOCK_SIZE, GroupPlan, Plan, group_network, group_tiles
 from lipcert.partition.tiles import Tile, block_key, extract_tile
+from lipcert.sdp.chordal import ChordalChoice, chordal_choice
 from lipcert.sdp.solve import SolverSettings
 
 
@@ -40,9 +42,31 @@ COUPLED_BUDGET = 4
 
 
 def prepare_groups(
-    net: Network, plan: Plan, settings: SolverSettings, max_block_size: int = DEFAULT_MAX_BLOCK_SIZE
+    net: Network,
+    plan: Plan,
+    settings: SolverSettings,
+    max_block_size: int = DEFAULT_MAX_BLOCK_SIZE,
+    clique_target: int | None = None,
 ) -> list[PreparedGroup]:
-    return [_prepare(net, k, group, plan, settings, max_block_size) for k, group in enumerate(plan.groups)]
+    """The plan's groups, tiles and jobs. clique_target forces a one-block plan's chordal solve."""
+    return [
+        _prepare(net, k, group, plan, settings, max_block_size, clique_target) for k, group in enumerate(plan.groups)
+    ]
+
+
+def block_decomposition(block: Network, max_block_size: int) -> ChordalChoice | None:
+    """How a block is solved: over chordal cliques (when that pays and fits), else None (one constraint)."""
+    return _decomposition(block_key(block), block, max_block_size)
+
+
+_DECISIONS: dict[tuple[str, int], ChordalChoice | None] = {}
+
+
+def _decomposition(key: str, block: Network, max_block_size: int) -> ChordalChoice | None:
+    # Interior tiles repeat, and the minimum-degree ordering costs up to seconds: decide once per block.
+    if (key, max_block_size) not in _DECISIONS:
+        _DECISIONS[key, max_block_size] = chordal_choice(block, max_block_size, block_size(block))
+    return _DECISIONS[key, max_block_size]
 
 
 def resolve_combine(combine: str, method: str, tiles: tuple[Tile, ...], max_block_size: int) -> str:
@@ -58,27 +82,44 @@ def resolve_combine(combine: str, method: str, tiles: tuple[Tile, ...], max_bloc
 
 
 def _prepare(
-    net: Network, index: int, group: GroupPlan, plan: Plan, settings: SolverSettings, max_block_size: int
+    net: Network,
+    index: int,
+    group: GroupPlan,
+    plan: Plan,
+    settings: SolverSettings,
+    max_block_size: int,
+    clique_target: int | None = None,
 ) -> PreparedGroup:
     gnet = group_network(net, group, plan)
     tiles = tuple(extract_tile(gnet, rows) for rows in group_tiles(net, group, plan))
     method = plan.method.removeprefix("lipsdp-")
     combine = resolve_combine(plan.combine, method, tiles, max_block_size)
     if combine == "single":
-        jobs = (_job(gnet, method, settings, None),)  # whole group: input compression applies
+        jobs = (_job(gnet, method, settings, None, max_block_size, clique_target),)  # compressed unless chordal
     elif combine == "coupled":
         jobs = (_coupled_job(gnet, tiles, settings),)
     elif combine == "pou":
         weights = pou_weights([t.input_index for t in tiles], gnet.n_x)
-        jobs = tuple(_job(t.net, method, settings, w) for t, w in zip(tiles, weights))
+        jobs = tuple(_job(t.net, method, settings, w, max_block_size) for t, w in zip(tiles, weights))
     else:
-        jobs = tuple(_job(t.net, method, settings, None) for t in tiles)
+        jobs = tuple(_job(t.net, method, settings, None, max_block_size) for t in tiles)
     return PreparedGroup(index, group, gnet, tiles, jobs, combine)
 
 
-def _job(block: Network, method: str, settings: SolverSettings, weights: np.ndarray | None) -> BlockJob:
-    key = job_key(block_key(block), method, settings, weights)
-    return BlockJob(key, block, method, settings, weights)
+def _job(
+    block: Network,
+    method: str,
+    settings: SolverSettings,
+    weights: np.ndarray | None,
+    max_block_size: int,
+    target: int | None = None,
+) -> BlockJob:
+    key = block_key(block)
+    if target is None and method == "neuron" and weights is None:
+        choice = _decomposition(key, block, max_block_size)
+        target = choice.target if choice is not None else None
+    solve_key = job_key(key, method, settings, weights, target)
+    return BlockJob(solve_key, block, method, settings, weights, clique_target=target)
 
 
 def _coupled_job(gnet: Network, tiles: tuple[Tile, ...], settings: SolverSettings) -> BlockJob:

@@ -29,6 +29,7 @@ class BlockJob:
     settings: SolverSettings
     input_weights: np.ndarray | None = None
     tiles: tuple | None = None  # the tiles of a coupled group (method "coupled")
+    clique_target: int | None = None  # solve over chordal cliques merged up to this side (sdp.chordal)
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,17 @@ class BlockOutcome:
         return asdict(self)
 
 
-def job_key(block_key: str, method: str, settings: SolverSettings, weights: np.ndarray | None) -> str:
-    """A result is reusable only for the same block, method, settings and input weights."""
+def job_key(
+    block_key: str,
+    method: str,
+    settings: SolverSettings,
+    weights: np.ndarray | None,
+    clique_target: int | None = None,
+) -> str:
+    """A result is reusable only for the same block, method, settings, input weights and decomposition."""
     digest = hashlib.sha256(block_key.encode())
-    digest.update(json.dumps([method, asdict(settings)], sort_keys=True).encode())
+    solve = [method, asdict(settings)] if clique_target is None else [method, asdict(settings), clique_target]
+    digest.update(json.dumps(solve, sort_keys=True).encode())
     if weights is not None:
         digest.update(np.ascontiguousarray(weights, dtype=np.float64).tobytes())
     return digest.hexdigest()
@@ -68,9 +76,14 @@ def certify_job(job: BlockJob) -> BlockOutcome:
             return _certify_coupled(job, start)
         from lipcert.sdp.certify import certify_block
 
-        cert = certify_block(job.net, job.method, job.settings, input_weights=job.input_weights)
+        cert = certify_block(
+            job.net, job.method, job.settings, input_weights=job.input_weights, clique_target=job.clique_target
+        )
     raw = cert.raw_sqrt_objective if np.isfinite(cert.raw_sqrt_objective) else None
-    return BlockOutcome(job.key, cert.bound, cert.source, cert.lmi_size_solved, time.perf_counter() - start, raw)
+    source = cert.source
+    if cert.cliques and not cert.is_fallback:
+        source = f"{source} ({len(cert.cliques)} chordal cliques of side <= {max(cert.cliques)})"
+    return BlockOutcome(job.key, cert.bound, source, cert.lmi_size_solved, time.perf_counter() - start, raw)
 
 
 def _certify_coupled(job: BlockJob, start: float) -> BlockOutcome:

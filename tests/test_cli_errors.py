@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -101,9 +102,19 @@ def test_non_finite_weights(tmp_path: Path, bad_value: float) -> None:
 
 
 def test_model_too_large_for_a_full_lipsdp() -> None:
-    result = run("estimate", str(SAMPLES / "digits_chain.onnx"), "--split", "1x1", "--max-block-size", "100")
+    # digits_chain's LMI is 384; its chordal extension's largest clique is 82.
+    result = run("estimate", str(SAMPLES / "digits_chain.onnx"), "--split", "1x1", "--max-block-size", "50")
     assert result.exit_code == EXIT_UNSUPPORTED
     assert "the full LipSDP matrix would be 384x384" in result.output and "--split" in result.output
+    assert "no chordal decomposition" in result.output
+
+
+def test_full_lipsdp_over_the_budget_runs_over_chordal_cliques() -> None:
+    args = ("--split", "1x1", "--max-block-size", "100", "--format", "json")
+    result = run("estimate", str(SAMPLES / "digits_chain.onnx"), *args)
+    assert result.exit_code == 0, result.output
+    (block,) = json.loads(result.stdout)["blocks"]
+    assert "chordal cliques" in block["source"] and block["size"] <= 100
 
 
 def test_model_too_large_to_load() -> None:
