@@ -55,7 +55,7 @@ def selection_row(n_y: int, selection: str) -> np.ndarray | None:
 
 
 def run_lipcert(loaded, cfg: dict, row: np.ndarray | None, measured: dict) -> dict:  # noqa: ANN001
-    from lipcert.estimate import EstimateOptions, choose_plan, describe, estimate
+    from lipcert.estimate import EstimateOptions, choose_plan, couple_across_groups, describe, estimate
     from lipcert.outputs import select_outputs
 
     split = None if cfg["split"] in ("auto", "-") else tuple(int(p) for p in cfg["split"].split("x"))
@@ -68,14 +68,18 @@ def run_lipcert(loaded, cfg: dict, row: np.ndarray | None, measured: dict) -> di
         workers=1,
         selection=row,
         selection_label="all outputs" if row is None else cfg["selection"],
+        # The full LipSDP baseline is one PSD constraint; everything else solves as lipcert would.
+        chordal=not (cfg["split"] == "1x1" and cfg["combine"] == "single"),
     )
     reuse_key = None
     if cfg["method"] != "naive":
         with contextlib.suppress(Exception):  # only an optimisation: any failure here just means "solve it"
             net = loaded.network if row is None else select_outputs(loaded.network, row)
             plan = choose_plan(net, options)
+            if options.chordal:  # coupled over several groups becomes one chordal block
+                plan, _ = couple_across_groups(net, plan, options.max_block_size)
             if all(group.n_tiles == 1 for group in plan.groups):  # no tiles: the combination mode is irrelevant
-                reuse_key = (cfg["selection"], cfg["method"], describe(plan))
+                reuse_key = (cfg["selection"], cfg["method"], describe(plan), options.chordal)
     if reuse_key in measured:
         out = dict(measured[reuse_key])
         out["note"] = f"same plan (no tiles) as `{out['config']}`: measured once, combination mode irrelevant"

@@ -47,10 +47,13 @@ def prepare_groups(
     settings: SolverSettings,
     max_block_size: int = DEFAULT_MAX_BLOCK_SIZE,
     clique_target: int | None = None,
+    chordal: bool = True,
 ) -> list[PreparedGroup]:
-    """The plan's groups, tiles and jobs. clique_target forces a one-block plan's chordal solve."""
+    """The plan's groups, tiles and jobs. clique_target forces a one-block plan's chordal solve;
+    chordal=False solves every block as one PSD constraint."""
     return [
-        _prepare(net, k, group, plan, settings, max_block_size, clique_target) for k, group in enumerate(plan.groups)
+        _prepare(net, k, group, plan, settings, max_block_size, clique_target, chordal)
+        for k, group in enumerate(plan.groups)
     ]
 
 
@@ -89,20 +92,22 @@ def _prepare(
     settings: SolverSettings,
     max_block_size: int,
     clique_target: int | None = None,
+    chordal: bool = True,
 ) -> PreparedGroup:
     gnet = group_network(net, group, plan)
     tiles = tuple(extract_tile(gnet, rows) for rows in group_tiles(net, group, plan))
     method = plan.method.removeprefix("lipsdp-")
     combine = resolve_combine(plan.combine, method, tiles, max_block_size)
+    budget = max_block_size if chordal else None  # None: no chordal decisions
     if combine == "single":
-        jobs = (_job(gnet, method, settings, None, max_block_size, clique_target),)  # compressed unless chordal
+        jobs = (_job(gnet, method, settings, None, budget, clique_target),)  # compressed unless chordal
     elif combine == "coupled":
         jobs = (_coupled_job(gnet, tiles, settings),)
     elif combine == "pou":
         weights = pou_weights([t.input_index for t in tiles], gnet.n_x)
-        jobs = tuple(_job(t.net, method, settings, w, max_block_size) for t, w in zip(tiles, weights))
+        jobs = tuple(_job(t.net, method, settings, w, budget) for t, w in zip(tiles, weights))
     else:
-        jobs = tuple(_job(t.net, method, settings, None, max_block_size) for t in tiles)
+        jobs = tuple(_job(t.net, method, settings, None, budget) for t in tiles)
     return PreparedGroup(index, group, gnet, tiles, jobs, combine)
 
 
@@ -111,11 +116,11 @@ def _job(
     method: str,
     settings: SolverSettings,
     weights: np.ndarray | None,
-    max_block_size: int,
+    max_block_size: int | None,
     target: int | None = None,
 ) -> BlockJob:
     key = block_key(block)
-    if target is None and method == "neuron" and weights is None:
+    if target is None and max_block_size is not None and method == "neuron" and weights is None:
         choice = _decomposition(key, block, max_block_size)
         target = choice.target if choice is not None else None
     solve_key = job_key(key, method, settings, weights, target)

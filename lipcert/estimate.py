@@ -40,6 +40,7 @@ class EstimateOptions:
     cache_dir: Path | None = None
     selection: np.ndarray | None = None  # (k, n_y): certify x -> selection @ f(x) instead of f
     selection_label: str = "all outputs"
+    chordal: bool = True  # False: every block one PSD constraint (benchmarks compare against it)
 
 
 ProgressCallback = Callable[[BlockOutcome, int, int], None]  # outcome, done, total
@@ -77,10 +78,10 @@ def estimate_many(
         if plan.method == "naive" and opts.split is None and opts.plan_path is None:
             done[k] = _naive_certificate(model, net, plan, opts, start)
             continue
-        plan, target = couple_across_groups(net, plan, opts.max_block_size)
+        plan, target = couple_across_groups(net, plan, opts.max_block_size) if opts.chordal else (plan, None)
         _check_block_sizes(net, plan, opts)
         settings = resolve_settings(plan, opts)
-        groups = prepare_groups(net, plan, settings, opts.max_block_size, target)
+        groups = prepare_groups(net, plan, settings, opts.max_block_size, target, opts.chordal)
         prepared.append((k, _Prepared(opts, net, plan, groups)))
     if prepared:
         every_group = [g for _, p in prepared for g in p.groups]
@@ -232,7 +233,8 @@ def _check_block_sizes(net: Network, plan: Plan, options: EstimateOptions) -> No
 
     for group, sizes in zip(plan.groups, plan_block_sizes(net, plan)):
         largest = int(max(sizes))
-        if largest > options.max_block_size and not _decomposes(net, plan, group, options.max_block_size):
+        fits = options.chordal and _decomposes(net, plan, group, options.max_block_size)
+        if largest > options.max_block_size and not fits:
             whole = len(plan.groups) == 1 and group.n_tiles == 1
             what = "the full LipSDP matrix" if whole else f"a block of group {group.label}"
             raise ModelTooLargeError(
