@@ -147,7 +147,7 @@ def choose_plan(net: Network, options: EstimateOptions) -> Plan:
     elif options.split is not None:
         plan = split_plan(net, *options.split, max_block_size=options.max_block_size)
     else:
-        plan = auto_plan(net, options.max_block_size)
+        plan = auto_plan(net, options.max_block_size, chordal=options.chordal)
     overrides = {}
     if options.method is not None:
         overrides["method"] = options.method
@@ -231,27 +231,46 @@ def _check_block_sizes(net: Network, plan: Plan, options: EstimateOptions) -> No
         return
     from lipcert.partition.plan import plan_block_sizes
 
-    for group, sizes in zip(plan.groups, plan_block_sizes(net, plan)):
-        largest = int(max(sizes))
-        fits = options.chordal and _decomposes(net, plan, group, options.max_block_size)
-        if largest > options.max_block_size and not fits:
+    budget = options.max_block_size
+    solved = solved_block_sizes(net, plan, budget if options.chordal else None)
+    for group, sizes, side in zip(plan.groups, plan_block_sizes(net, plan), solved):
+        if side > budget:
+            largest = int(max(sizes))
             whole = len(plan.groups) == 1 and group.n_tiles == 1
             what = "the full LipSDP matrix" if whole else f"a block of group {group.label}"
             raise ModelTooLargeError(
-                f"{what} would be {largest}x{largest}, above the block limit of {options.max_block_size} "
+                f"{what} would be {largest}x{largest}, above the block limit of {budget} "
                 "(--max-block-size), and no chordal decomposition of it fits that limit; use a finer "
                 "--split (e.g. --split 2x2) or leave out --split for the automatic plan"
             )
 
 
-def _decomposes(net: Network, plan: Plan, group: GroupPlan, max_block_size: int) -> bool:
-    """A one-block group over the limit still runs when its chordal cliques fit (blocks.block_decomposition)."""
+def solved_block_sizes(net: Network, plan: Plan, max_block_size: int | None) -> list[int]:
+    """Per group, the side of the largest PSD constraint SCS will see.
+
+    That is the largest block's LMI side, except for a one-block group above max_block_size
+    that is solved over chordal cliques which fit it (blocks.block_decomposition): then the
+    largest clique. max_block_size None: no chordal solves.
+    """
+    from lipcert.partition.plan import plan_block_sizes
+
+    out = []
+    for group, sizes in zip(plan.groups, plan_block_sizes(net, plan)):
+        side = int(max(sizes))
+        if max_block_size is not None and side > max_block_size:
+            choice = _decomposition(net, plan, group, max_block_size)
+            side = choice.largest if choice is not None else side
+        out.append(side)
+    return out
+
+
+def _decomposition(net: Network, plan: Plan, group: GroupPlan, max_block_size: int):  # noqa: ANN202
     if group.n_tiles != 1 or plan.method != "lipsdp-neuron":
-        return False
+        return None
     from lipcert.blocks import block_decomposition
     from lipcert.partition.plan import group_network
 
-    return block_decomposition(group_network(net, group, plan), max_block_size) is not None
+    return block_decomposition(group_network(net, group, plan), max_block_size)
 
 
 def _solve(

@@ -421,10 +421,13 @@ def test_compressed_size_bounds_what_the_solver_builds() -> None:
 
 
 def _check_budget(net: Network, plan: Plan, budget: int) -> None:
-    """Every block fits, except groups that are single depth units (or the output group) and carry a warning."""
+    """Every PSD constraint fits (a block, or the chordal cliques of a one-block group), except groups
+    that are single depth units (or the output group) and carry a warning."""
+    from lipcert.estimate import solved_block_sizes
+
     units = depth_units(net)
-    for group, sizes in zip(plan.groups, plan_block_sizes(net, plan)):
-        if sizes.max() > budget:
+    for group, side in zip(plan.groups, solved_block_sizes(net, plan, budget)):
+        if side > budget:
             assert group.output or group_span(net, group) in units
             assert any(group.label in note for note in plan.warnings)
 
@@ -447,9 +450,9 @@ def test_a_huge_budget_gives_one_block(model: str) -> None:
 
 def test_auto_plan_prefers_fewer_cuts() -> None:
     net = sample("digits_residual")
-    assert len(auto_plan(net, 400).groups) == 2
-    assert len(auto_plan(net, 600).groups) == 1  # the whole net (448) fits: no cut
-    counts = [len(auto_plan(sample("digits_chain"), b).groups) for b in (100, 200, 400)]
+    assert len(auto_plan(net, 400, chordal=False).groups) == 2
+    assert len(auto_plan(net, 600, chordal=False).groups) == 1  # the whole net (448) fits: no cut
+    counts = [len(auto_plan(sample("digits_chain"), b, chordal=False).groups) for b in (100, 200, 400)]
     assert counts == sorted(counts, reverse=True)
 
 
@@ -457,18 +460,35 @@ def test_auto_plan_takes_the_output_group_only_to_stay_within_budget() -> None:
     net = sample("digits_chain")
     # relu2_relu -> y is one block of 128 whatever the parts (each logit reads all of it);
     # with the output group, relu1..relu2 is tiled on relu2's map and y costs 10.
-    plan = auto_plan(net, 100)
+    plan = auto_plan(net, 100, chordal=False)
     assert plan.groups == (GroupPlan(R1, R2, grid=(2, 4)), OUTPUT_GROUP) and plan.warnings == ()
     assert [int(s.max()) for s in plan_block_sizes(net, plan)] == [98, 10]
     # As many groups either way and nothing over budget: no output group (one cut fewer).
-    assert not auto_plan(net, 200).has_output_group and not auto_plan(net, 400).has_output_group
+    assert not auto_plan(net, 200, chordal=False).has_output_group
+    assert not auto_plan(net, 400, chordal=False).has_output_group
+
+
+def test_auto_plan_takes_the_whole_network_when_its_chordal_cliques_fit() -> None:
+    """digits_chain's LMI is 384 and its chordal extension's largest clique 82: budgets from 82 up take
+    the whole network as one block (the full LipSDP); below, or without chordal solves, it is cut."""
+    from lipcert.estimate import solved_block_sizes
+    from lipcert.sdp.chordal import chordal_tree
+
+    net = sample("digits_chain")
+    largest_clique = chordal_tree(net).largest
+    plan = auto_plan(net, 100)
+    assert len(plan.groups) == 1 and plan.groups[0].n_tiles == 1
+    assert int(plan_block_sizes(net, plan)[0].max()) == net.lmi_size > 100
+    assert largest_clique <= solved_block_sizes(net, plan, 100)[0] <= 100
+    assert len(auto_plan(net, largest_clique - 1).groups) > 1
+    assert len(auto_plan(net, 100, chordal=False).groups) > 1
 
 
 @pytest.mark.parametrize("budget", [100, 200])
 def test_auto_plan_picks_the_coarsest_grid(budget: int) -> None:
     """Brute force over every grid: none with fewer tiles fits."""
     net = sample("digits_chain")
-    plan = auto_plan(net, budget)
+    plan = auto_plan(net, budget, chordal=False)
     group = plan.groups[0]
     assert group.grid is not None and plan_block_sizes(net, plan)[0].max() <= budget
     depth, shape = group_network(net, group, plan), group_output_shape(net, group, plan)

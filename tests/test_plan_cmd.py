@@ -34,9 +34,15 @@ def write_plan(tmp_path: Path, model: Path, *args: str) -> Path:
     return out
 
 
-def largest_blocks(model: Path, plan_path: Path) -> list[int]:
+def largest_blocks(model: Path, plan_path: Path, budget: int | None = None) -> list[int]:
+    """Per group, the largest PSD constraint: a block, or (budget given) the chordal cliques of one over it."""
+    from lipcert.estimate import solved_block_sizes
+
     net = load_cached(str(model)).network
-    return [int(max(sizes)) for sizes in plan_block_sizes(net, load_plan(plan_path, net))]
+    plan = load_plan(plan_path, net)
+    if budget is not None:
+        return solved_block_sizes(net, plan, budget)
+    return [int(max(sizes)) for sizes in plan_block_sizes(net, plan)]
 
 
 def bound(tmp_path: Path, name: str, *args: str | Path) -> float:
@@ -58,17 +64,29 @@ def test_written_plan_gives_the_same_bound_as_estimate_without_a_plan(tmp_path: 
 
 
 def test_header_names_the_model_hash_and_budget(tmp_path: Path) -> None:
-    path = write_plan(tmp_path, CHAIN, "--max-block-size", "100")
+    path = write_plan(tmp_path, CHAIN, "--max-block-size", "70")
     text = path.read_text(encoding="utf-8")
     loaded = load_cached(str(CHAIN))
     header = [line for line in text.splitlines() if line.startswith("#")][:5]
     assert f"# model:  {CHAIN}" in header
     assert f"# sha256: {loaded.sha256}" in header
-    assert "max_block_size 100" in header[0] and "automatic plan" in header[0]
-    assert "2 group(s), 9 tile(s), largest block 98" in header[3]
+    assert "max_block_size 70" in header[0] and "automatic plan" in header[0]
+    sizes = largest_blocks(CHAIN, path)
+    assert f"2 group(s), 17 tile(s), largest block {max(sizes)}" in header[3]
     # per-group comments come from plan_to_yaml, once each
-    assert text.count("8 tile(s), largest block 98") == 1
-    assert yaml.safe_load(text)["groups"][0] == {"layers": ["relu1_relu", "relu2_relu"], "grid": "2x4"}
+    assert text.count(f"16 tile(s), largest block {sizes[0]}") == 1
+    assert yaml.safe_load(text)["groups"][0] == {"layers": ["relu1_relu", "relu2_relu"], "grid": "4x4"}
+
+
+def test_a_budget_the_chordal_cliques_fit_plans_the_whole_network(tmp_path: Path) -> None:
+    from lipcert.sdp.chordal import chordal_tree
+
+    path = write_plan(tmp_path, CHAIN, "--max-block-size", "100")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert data["groups"] == [{"layers": ["relu1_relu", "relu2_relu"], "parts": 1}]
+    clique = largest_blocks(CHAIN, path, 100)[0]
+    assert chordal_tree(load_cached(str(CHAIN)).network).largest <= clique <= 100 < largest_blocks(CHAIN, path)[0]
+    assert f"1 group(s), 1 tile(s), largest block {clique} (LMI side, or largest chordal clique)" in path.read_text()
 
 
 def test_stdout_without_output_is_the_same_yaml(tmp_path: Path) -> None:
@@ -93,7 +111,7 @@ def test_stdout_without_output_is_the_same_yaml(tmp_path: Path) -> None:
 )
 def test_every_block_is_within_the_budget(tmp_path: Path, model: Path, budget: int, extra: tuple[str, ...]) -> None:
     path = write_plan(tmp_path, model, "--max-block-size", str(budget), *extra)
-    assert max(largest_blocks(model, path)) <= budget
+    assert max(largest_blocks(model, path, budget)) <= budget
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if "--combine" in extra:
         assert (data["combine"], data["method"]) == ("paper", "lipsdp-layer")
@@ -114,10 +132,13 @@ def test_too_small_budget_is_refused_with_the_smallest_that_fits(tmp_path: Path)
 
 
 def test_too_small_budget_for_a_split(tmp_path: Path) -> None:
-    result = run("plan", CHAIN, "--split", "1x1", "--max-block-size", "100")
+    from lipcert.sdp.chordal import chordal_tree
+
+    clique = chordal_tree(load_cached(str(CHAIN)).network).largest  # the full LMI's cliques fit from here on
+    result = run("plan", CHAIN, "--split", "1x1", "--max-block-size", str(clique - 1))
     assert result.exit_code == EXIT_UNSUPPORTED
-    assert "--split 1x1 has blocks above --max-block-size 100" in result.output
-    assert "use --max-block-size 384 or more" in result.output and "a finer --split" in result.output
+    assert f"--split 1x1 has blocks above --max-block-size {clique - 1}" in result.output
+    assert f"use --max-block-size {clique} or more" in result.output and "a finer --split" in result.output
 
 
 def test_missing_model_exits_4(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def plan_text(loaded, options) -> str:  # noqa: ANN001 - LoadedModel, EstimateOp
     net = loaded.network
     budget = options.max_block_size
     chosen = choose_plan(net, options)
-    largest = _largest_blocks(net, chosen)
+    largest = _largest_blocks(net, chosen, budget)
     how = f"--split {options.split[0]}x{options.split[1]}" if options.split else "the automatic plan"
     if max(largest) > budget:
         over = ", ".join(f"{g.label} {size}" for g, size in zip(chosen.groups, largest) if size > budget)
@@ -81,16 +81,17 @@ def plan_text(loaded, options) -> str:  # noqa: ANN001 - LoadedModel, EstimateOp
         f"# model:  {loaded.path}",
         f"# sha256: {loaded.sha256}",
         f"# {len(chosen.groups)} group(s), {sum(g.n_tiles for g in chosen.groups)} tile(s), "
-        f"largest block {max(largest)} (LMI side); each group's comment below gives its own.",
+        f"largest block {max(largest)} (LMI side, or largest chordal clique); each group's comment gives its own.",
         f"# Certify with: lipcert estimate MODEL --plan FILE --max-block-size {budget}",
     ]
     return "\n".join(header) + "\n" + plan_to_yaml(chosen, net)
 
 
-def _largest_blocks(net, plan) -> list[int]:  # noqa: ANN001 - Network, Plan
-    from lipcert.partition.plan import plan_block_sizes
+def _largest_blocks(net, plan, budget: int) -> list[int]:  # noqa: ANN001 - Network, Plan
+    """Per group, the largest PSD constraint as solved (a one-block group over budget: its largest clique)."""
+    from lipcert.estimate import solved_block_sizes
 
-    return [int(max(sizes)) for sizes in plan_block_sizes(net, plan)]
+    return solved_block_sizes(net, plan, budget)
 
 
 def _smallest_budget(net, options, lo: int, hi: int) -> int | None:  # noqa: ANN001 - Network, EstimateOptions
@@ -105,7 +106,7 @@ def _smallest_budget(net, options, lo: int, hi: int) -> int | None:  # noqa: ANN
 
     def fits(budget: int) -> bool:
         plan = choose_plan(net, dataclasses.replace(options, max_block_size=budget))
-        return max(_largest_blocks(net, plan)) <= budget
+        return max(_largest_blocks(net, plan, budget)) <= budget
 
     if not fits(hi):
         return None

@@ -9,8 +9,8 @@ import numpy as np
 
 from lipcert.errors import BadInputError
 from lipcert.network.form import Network
-from lipcert.partition.block_sizes import GroupSizer, tile_block_sizes
-from lipcert.partition.depth import output_map, output_map_refusal
+from lipcert.partition.block_sizes import GroupSizer, block_size, tile_block_sizes
+from lipcert.partition.depth import depth_group, output_map, output_map_refusal
 from lipcert.partition.geometry import depth_units, is_spatial, require_layers, span_output_shape
 from lipcert.partition.grids import grid_misfit, shape_text
 from lipcert.partition.plan_types import (
@@ -130,8 +130,12 @@ def auto_plan(
     method: str = "lipsdp-neuron",
     combine: str = "auto",
     compress: bool = True,
+    chordal: bool = True,
 ) -> Plan:
     """The dynamic partition: fewest groups, then fewest tiles, every block <= max_block_size.
+
+    With chordal, the whole network as one block comes first when it is over the budget but
+    its chordal cliques fit (blocks.block_decomposition): that block is the full LipSDP.
 
     Groups are runs of depth units (depth_units); each candidate group gets the coarsest
     tiling whose largest block fits. A unit that fits under no tiling keeps the tiling
@@ -141,6 +145,8 @@ def auto_plan(
     """
     require_layers(net)
     _check_budget_value(max_block_size)
+    if chordal and method == "lipsdp-neuron" and (whole := _chordal_whole(net, max_block_size, compress)):
+        return Plan((whole,), method=method, combine=combine)
     units = depth_units(net)
     last_unit = len(units) - 1
     choices = _candidate_groups(net, units, max_block_size, compress, range(len(units)), False)
@@ -165,6 +171,18 @@ def auto_plan(
         if tail_block > max_block_size:
             notes.append(f"the output group is one block of {tail_block}, above the budget {max_block_size}")
     return Plan(tuple(groups), method=method, combine=combine, warnings=tuple(notes))
+
+
+def _chordal_whole(net: Network, budget: int, compress: bool) -> GroupPlan | None:
+    """The whole network as one group, if it is over the budget as one block but its cliques fit."""
+    from lipcert.blocks import block_decomposition  # blocks builds on the plan modules
+
+    last = len(net.layers) - 1
+    whole = depth_group(net, 0, last)
+    if block_size(whole, compress) <= budget or block_decomposition(whole, budget) is None:
+        return None
+    tiling: Tiling = (1, 1) if is_spatial(span_output_shape(net, last)) else (1,)
+    return group_from_tiling(net.layers[0].name, net.layers[last].name, tiling)
 
 
 def _auto_cost(choice: _Choice) -> Cost:
