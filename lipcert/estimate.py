@@ -169,17 +169,18 @@ def couple_across_groups(net: Network, plan: Plan, max_block_size: int) -> tuple
     if plan.combine != "coupled" or plan.method != "lipsdp-neuron" or len(plan.groups) < 2:
         return plan, None
     from lipcert.partition.plan import plan_block_sizes
-    from lipcert.sdp.chordal import VERIFY_LIMIT, chordal_tree
+    from lipcert.sdp.chordal import MAX_CLIQUE, VERIFY_LIMIT, chordal_tree
 
     why = None
+    limit = min(max_block_size, MAX_CLIQUE)
     if net.lmi_size > VERIFY_LIMIT:
         why = f"the full LMI ({net.lmi_size}) is above {VERIFY_LIMIT}, the largest verified in one piece"
-    elif (largest := chordal_tree(net).largest) > max_block_size:
-        why = f"its chordal extension has a clique of {largest}, above --max-block-size {max_block_size}"
+    elif (largest := chordal_tree(net).largest) > limit:
+        why = f"its chordal extension has a clique of {largest}, above {limit} (chordal solves use cliques up to that)"
     if why is not None:
         note = f"coupled: the depth groups multiply, because {why}"
         return replace(plan, warnings=(*plan.warnings, note)), None
-    target = max(max(int(max(sizes)) for sizes in plan_block_sizes(net, plan)), largest)
+    target = max(min(max(int(max(sizes)) for sizes in plan_block_sizes(net, plan)), limit), largest)
     note = (
         f"coupled: the {len(plan.groups)} depth groups are solved as one SDP over the cliques of the full "
         f"LMI's chordal extension, merged up to {target} (the plan's largest block); it equals the full LipSDP"

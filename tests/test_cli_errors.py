@@ -110,11 +110,11 @@ def test_model_too_large_for_a_full_lipsdp() -> None:
 
 
 def test_full_lipsdp_over_the_budget_runs_over_chordal_cliques() -> None:
-    args = ("--split", "1x1", "--max-block-size", "100", "--format", "json")
+    args = ("--split", "1x1", "--max-block-size", "150", "--format", "json")
     result = run("estimate", str(SAMPLES / "digits_chain.onnx"), *args)
     assert result.exit_code == 0, result.output
     (block,) = json.loads(result.stdout)["blocks"]
-    assert "chordal cliques" in block["source"] and block["size"] <= 100
+    assert "chordal cliques" in block["source"] and block["size"] <= 150
 
 
 def test_model_too_large_to_load() -> None:

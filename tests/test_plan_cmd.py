@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -81,11 +82,11 @@ def test_header_names_the_model_hash_and_budget(tmp_path: Path) -> None:
 def test_a_budget_the_chordal_cliques_fit_plans_the_whole_network(tmp_path: Path) -> None:
     from lipcert.sdp.chordal import chordal_tree
 
-    path = write_plan(tmp_path, CHAIN, "--max-block-size", "100")
+    path = write_plan(tmp_path, CHAIN, "--max-block-size", "150")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert data["groups"] == [{"layers": ["relu1_relu", "relu2_relu"], "parts": 1}]
-    clique = largest_blocks(CHAIN, path, 100)[0]
-    assert chordal_tree(load_cached(str(CHAIN)).network).largest <= clique <= 100 < largest_blocks(CHAIN, path)[0]
+    clique = largest_blocks(CHAIN, path, 150)[0]
+    assert chordal_tree(load_cached(str(CHAIN)).network).largest <= clique <= 150 < largest_blocks(CHAIN, path)[0]
     assert f"1 group(s), 1 tile(s), largest block {clique} (LMI side, or largest chordal clique)" in path.read_text()
 
 
@@ -134,11 +135,17 @@ def test_too_small_budget_is_refused_with_the_smallest_that_fits(tmp_path: Path)
 def test_too_small_budget_for_a_split(tmp_path: Path) -> None:
     from lipcert.sdp.chordal import chordal_tree
 
-    clique = chordal_tree(load_cached(str(CHAIN)).network).largest  # the full LMI's cliques fit from here on
+    clique = chordal_tree(load_cached(str(CHAIN)).network).largest  # no budget below this can fit
     result = run("plan", CHAIN, "--split", "1x1", "--max-block-size", str(clique - 1))
     assert result.exit_code == EXIT_UNSUPPORTED
     assert f"--split 1x1 has blocks above --max-block-size {clique - 1}" in result.output
-    assert f"use --max-block-size {clique} or more" in result.output and "a finer --split" in result.output
+    assert "a finer --split" in result.output
+    found = re.search(r"use --max-block-size (\d+) or more \(the smallest budget", result.output)
+    assert found is not None, result.output
+    smallest = int(found.group(1))  # the full LMI (384) as one block, or its cliques from some budget on
+    assert clique <= smallest <= 384
+    assert run("plan", CHAIN, "--split", "1x1", "--max-block-size", str(smallest)).exit_code == 0
+    assert run("plan", CHAIN, "--split", "1x1", "--max-block-size", str(smallest - 1)).exit_code == EXIT_UNSUPPORTED
 
 
 def test_missing_model_exits_4(tmp_path: Path) -> None:

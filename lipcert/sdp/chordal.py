@@ -67,6 +67,20 @@ CHORDAL_MIN = 256
 MERGE_TARGET = 150
 # Decompose only when one SCS iteration gets at least this much cheaper (Σ|C|³ against n³).
 MIN_GAIN = 2.0
+# No clique above this side. Measured: convolutional nets decompose into cliques of 82-224 and
+# solve 2-8x faster than one constraint; the dense MNIST nets give cliques of 400-512 (every
+# pixel with a whole layer) and their chordal solves had not finished after 5 (mnistfc
+# 256x2) and 11 (eran 9x200) minutes, where their automatic plans take under a minute.
+MAX_CLIQUE = 256
+# At most this many slack variables: each is a column of SCS's constraint matrix, touching
+# every PSD cone it joins (unmerged pixel cliques of a dense layer once needed millions, and
+# the process ran out of 24 GiB).
+MAX_SLACKS = 1_000_000
+# At most this many budget-sized PSD blocks' worth of work per SCS iteration (Σ|C|³ against
+# budget³), the rule `--combine auto` applies to coupled groups (blocks.COUPLED_BUDGET).
+# eran 9x200 (LMI 2394) decomposes into 7 cliques of up to 600; its chordal solve had not
+# finished after 11 minutes, where the product of its groups takes 46 s.
+AFFORDABLE = 4.0
 
 
 @dataclass(frozen=True)
@@ -89,10 +103,14 @@ def chordal_choice(net: Network, max_block_size: int, solved_side: int | None = 
     if n > VERIFY_LIMIT or one <= CHORDAL_MIN or net.n_w == 0 or net.n_x == 0:
         return None
     tree = chordal_tree(net)
-    if tree.largest > max_block_size:
+    if tree.largest > min(max_block_size, MAX_CLIQUE):
         return None
-    target = min(max_block_size, max(MERGE_TARGET, tree.largest))
+    target = min(max_block_size, MAX_CLIQUE, max(MERGE_TARGET, tree.largest))
     merged = merge_cliques(tree, target)
+    if sum(sep.size * (sep.size + 1) // 2 for sep in merged.separators) > MAX_SLACKS:
+        return None
+    if merged.cost > AFFORDABLE * float(max_block_size) ** 3:
+        return None  # as many big cliques as a coupled group SCS cannot finish (eran 9x200: 7 of 600)
     if one <= max_block_size and merged.cost * MIN_GAIN > float(one) ** 3:
         return None  # one constraint fits and is about as cheap; above the budget it is not allowed
     return ChordalChoice(target, merged.largest, len(merged.cliques))
@@ -210,10 +228,39 @@ def merge_cliques(tree: CliqueTree, target: int) -> CliqueTree:
             continue
         members[p] |= members[c]
         into[c] = p
-        for k in children.pop(c, []):
-            parent[k] = p
-            children.setdefault(p, []).append(k)
+        _adopt(children, parent, c, p)
+    _pack_siblings(members, parent, children, into, target)
     return _rebuilt(tree, members, parent, into)
+
+
+def _adopt(children: dict[int, list[int]], parent: list[int], gone: int, into: int) -> None:
+    """The children of a clique merged away become children of the clique it went into."""
+    for k in children.pop(gone, []):
+        parent[k] = into
+        children.setdefault(into, []).append(k)
+
+
+def _pack_siblings(
+    members: list[set[int]], parent: list[int], children: dict[int, list[int]], into: list[int], target: int
+) -> None:
+    """Merge children of one parent with each other while the union stays within target.
+
+    A dense layer makes every pixel a clique {pixel} ∪ (the layer) under one parent; merged
+    only into the parent, most stay separate, each with a slack on the whole layer (millions
+    of variables on eran 9x200). Siblings merged keep a clique tree: the union's separator
+    with the parent is the union of theirs.
+    """
+    for p in [q for q in children if q >= 0]:
+        if into[p] != p:
+            continue
+        current = None
+        for k in sorted((k for k in children.get(p, []) if into[k] == k), key=lambda k: len(members[k])):
+            if current is not None and len(members[current] | members[k]) <= target:
+                members[current] |= members[k]
+                into[k] = current
+                _adopt(children, parent, k, current)
+            else:
+                current = k
 
 
 def _children_first(parent: list[int]) -> list[int]:
