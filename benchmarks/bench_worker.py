@@ -76,10 +76,11 @@ def run_lipcert(loaded, cfg: dict, row: np.ndarray | None, measured: dict) -> di
         with contextlib.suppress(Exception):  # only an optimisation: any failure here just means "solve it"
             net = loaded.network if row is None else select_outputs(loaded.network, row)
             plan = choose_plan(net, options)
-            if options.chordal:  # coupled over several groups becomes one chordal block
-                plan, _ = couple_across_groups(net, plan, options.max_block_size)
+            target = None
+            if options.chordal:  # coupled over several groups becomes one chordal block, merged to its own target
+                plan, target = couple_across_groups(net, plan, options.max_block_size)
             if all(group.n_tiles == 1 for group in plan.groups):  # no tiles: the combination mode is irrelevant
-                reuse_key = (cfg["selection"], cfg["method"], describe(plan), options.chordal)
+                reuse_key = (cfg["selection"], cfg["method"], describe(plan), options.chordal, target)
     if reuse_key in measured:
         out = dict(measured[reuse_key])
         out["note"] = f"same plan (no tiles) as `{out['config']}`: measured once, combination mode irrelevant"
