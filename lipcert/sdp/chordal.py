@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lipcert.network.form import Network
+from lipcert.partition.tile_lmi import slack_map
 from lipcert.sdp.lipsdp import coefficient_matrix, stacked_maps
 
 
@@ -383,9 +384,7 @@ def _clique_maps(tree: CliqueTree, n: int, entries: sp.coo_matrix) -> list[sp.cs
 
 
 def _slack_map(m: int, loc: np.ndarray, start: int, n_theta: int, sign: float) -> sp.csr_matrix:
-    """vec_F of ±(the symmetric matrix on rows/cols loc whose upper triangle is θ[start:...])."""
-    a, b = np.triu_indices(loc.size)
-    k = start + np.arange(a.size)
-    rows = np.concatenate([loc[a] + loc[b] * m, (loc[b] + loc[a] * m)[a != b]])
-    cols = np.concatenate([k, k[a != b]])
-    return sp.csr_matrix((np.full(rows.size, sign), (rows, cols)), shape=(m * m, n_theta))
+    """±(tile_lmi.slack_map on rows/cols loc), its columns placed at θ[start:...]."""
+    block = sign * slack_map(m, loc)
+    after = n_theta - start - block.shape[1]
+    return sp.hstack([sp.csr_matrix((m * m, start)), block, sp.csr_matrix((m * m, after))], format="csr")
