@@ -57,8 +57,8 @@ def all_models(cache_dir: Path, quick: bool = False) -> list[ModelSpec]:
     lipsdp = ANCHORS_DIR / "lipsdp"
     for file in ("random_2-10-30-20-2.onnx", "mnist_784-50-10.onnx"):
         if (lipsdp / file).exists():
-            quick = file in QUICK_ANCHORS
-            specs.append(ModelSpec(Path(file).stem, lipsdp / file, "fc", "anchor (lipsdp)", quick=quick))
+            in_quick = file in QUICK_ANCHORS  # not `quick`: that is the caller's choice of set, used below
+            specs.append(ModelSpec(Path(file).stem, lipsdp / file, "fc", "anchor (lipsdp)", quick=in_quick))
     glipsdp = ANCHORS_DIR / "glipsdp"
     for file, peer in GLIPSDP_PEERS.items():
         if not (glipsdp / file).exists():

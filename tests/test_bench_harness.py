@@ -73,3 +73,21 @@ def test_harness_on_the_lipsdp_reference_net(tmp_path: Path) -> None:
             assert r["status"] in ("ok", "unavailable"), r
             if r["status"] == "unavailable":
                 assert "bench-env" in r["note"]
+
+
+def test_the_full_model_list_is_not_the_quick_one(tmp_path: Path) -> None:
+    # A regression: a loop variable once shadowed `quick`, and `make bench` silently ran the quick subset.
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from bench_models import SCALING, all_models
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    full = {s.name for s in all_models(tmp_path)}
+    quick = {s.name for s in all_models(tmp_path, quick=True)}
+    assert quick < full
+    assert {s.name for s in all_models(tmp_path) if s.source == "scaling"} == {
+        f"conv_d{d}_c{c}_{n}x{n}" for d, c, n in SCALING
+    }
+    shared = REPO.parent / "shared" / "models"
+    if shared.is_dir():
+        assert {p.stem for p in shared.glob("*.onnx")} <= full
