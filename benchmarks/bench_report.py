@@ -80,14 +80,24 @@ def status_text(r: dict) -> str:
     return f"{r['status']}: {note[:90]}" if note else r["status"]
 
 
+def reported_commit(rows: list[dict], commit: str) -> str:
+    """The commit whose rows the report shows: this one, else (--report-only after a new commit) the latest."""
+    if not rows or any(r["commit"] == commit for r in rows):
+        return commit
+    return max(rows, key=lambda r: r["timestamp"])["commit"]
+
+
 def current_rows(rows: list[dict], commit: str) -> list[dict]:
-    mine = [r for r in rows if r["commit"] == commit]
-    if mine:
-        return mine
-    if not rows:
-        return []
-    latest = max(rows, key=lambda r: r["timestamp"])["commit"]  # --report-only after a new commit
-    return [r for r in rows if r["commit"] == latest]
+    shown = reported_commit(rows, commit)
+    return [r for r in rows if r["commit"] == shown]
+
+
+def time_limits(rows: list[dict], default: bool) -> str:
+    """The limits the rows actually ran under (a run done in pieces may have used several)."""
+    chosen = [r for r in rows if (r["method"], r["split"], r["combine"]) == ("lipsdp-neuron", "auto", "auto")]
+    chosen = chosen if default else [r for r in rows if r not in chosen]
+    values = sorted({float(r["time_limit"]) for r in chosen if r["time_limit"]})
+    return " or ".join(f"{v:g}" for v in values) or "-"
 
 
 def by_model(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -441,11 +451,12 @@ def write_report(
     md.append("- **dependencies:** " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     md.append(
         f"- **settings:** every configuration in its own worker process, one after the other, blocks solved in "
-        f"that process (`workers=1`, single-threaded BLAS); time limit {settings['time_limit']:g} s per "
-        f"configuration, {settings['default_time_limit']:g} s for lipcert's default; the full LipSDP (`--split 1x1`) "
+        f"that process (`workers=1`, single-threaded BLAS); time limit {time_limits(rows, False)} s per "
+        f"configuration, {time_limits(rows, True)} s for lipcert's default; the full LipSDP (`--split 1x1`) "
         f"runs with `--max-block-size {settings['full_limit']}`, everything else with lipcert's default 600. Time = "
         "wall time of the estimate call (model already loaded); peak MiB = the process's peak RSS during that "
         "configuration (torch and the model included, about 1 GiB of it)."
+        + (f" **This run:** {settings['note']}" if settings.get("note") else "")
     )
     md.append(
         "- **bounds:** lipcert's are verified certificates (the `bound` field, never a solver objective). "

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench_models import ModelSpec, all_models, build_scaling_model, scaling_name
+from bench_report import reported_commit, write_report
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -425,6 +426,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="add random conv nets (depth, channels, input side) to the model list")  # fmt: skip
     parser.add_argument("--report-only", action="store_true", help="rebuild RESULTS.md and the plots from the CSV")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--note", default="", help="how this run was made, for RESULTS.md's settings line")
     args = parser.parse_args(argv)
     if args.time_limit is None:
         args.time_limit = 45.0 if args.quick else 300.0
@@ -451,7 +453,9 @@ def main(argv: list[str] | None = None) -> int:
         for sel, value in spec.known_lower.items():
             runner.known_lower[(spec.name, sel)] = value
     start = time.monotonic()
-    if not args.report_only:
+    if args.report_only:  # the rows may be from an earlier commit than HEAD: report on (and count) those
+        runner.commit = reported_commit(runner.rows, runner.commit)
+    else:
         print(f"lipcert {runner.commit} ({runner.tree}); {runner.machine}", flush=True)
         for spec in specs:
             if runner.stopped or runner.over_budget():
@@ -461,7 +465,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{spec.name}: {spec.path} is absent, skipped", flush=True)
                 continue
             runner.run_model(spec)
-    from bench_report import write_report
 
     missing = []
     for spec in specs:
@@ -485,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
             "time_limit": args.time_limit,
             "default_time_limit": args.default_time_limit,
             "full_limit": args.full_limit,
+            "note": args.note,
         },  # fmt: skip
         plots=not args.no_plots,
         missing=missing,
