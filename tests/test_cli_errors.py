@@ -117,6 +117,14 @@ def test_full_lipsdp_over_the_budget_runs_over_chordal_cliques() -> None:
     assert "chordal cliques" in block["source"] and block["size"] <= 150
 
 
+def test_no_chordal_keeps_the_full_lipsdp_one_constraint() -> None:
+    # The budget that the chordal cliques fit (previous test) refuses one 384x384 constraint.
+    args = ("--split", "1x1", "--max-block-size", "150", "--no-chordal")
+    result = run("estimate", str(SAMPLES / "digits_chain.onnx"), *args)
+    assert result.exit_code == EXIT_UNSUPPORTED
+    assert "the full LipSDP matrix would be 384x384" in result.output
+
+
 def test_model_too_large_to_load() -> None:
     from lipcert.load import load_model
 

@@ -90,6 +90,13 @@ def test_a_budget_the_chordal_cliques_fit_plans_the_whole_network(tmp_path: Path
     assert f"1 group(s), 1 tile(s), largest block {clique} (LMI side, or largest chordal clique)" in path.read_text()
 
 
+def test_no_chordal_plans_by_the_lmi_alone(tmp_path: Path) -> None:
+    # Without chordal solves the whole network (LMI 384) does not fit 150: the plan cuts it.
+    path = write_plan(tmp_path, CHAIN, "--max-block-size", "150", "--no-chordal")
+    assert max(largest_blocks(CHAIN, path)) <= 150
+    assert len(yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]) > 1
+
+
 def test_stdout_without_output_is_the_same_yaml(tmp_path: Path) -> None:
     path = write_plan(tmp_path, CHAIN, "--max-block-size", "100")
     result = run("plan", CHAIN, "--max-block-size", "100")

@@ -9,6 +9,7 @@ import typer
 
 from lipcert.cli.common import (
     BlockOpt,
+    ChordalOpt,
     CombineOpt,
     EpsOpt,
     ItersOpt,
@@ -42,6 +43,7 @@ def batch(
     time_limit: TimeOpt = None,
     warm_start: WarmOpt = None,
     max_block_size: BlockOpt = 600,
+    chordal: ChordalOpt = True,
     jobs: JobsOpt = None,
     scheduler: SchedulerOpt = None,
 ) -> None:
@@ -53,7 +55,7 @@ def batch(
     from lipcert.console import block_progress, print_batch_summary, progress_enabled
 
     solver = {"eps": eps, "max_iters": max_iters, "time_limit": time_limit, "warm_start": warm_start}
-    options = estimate_options(method, split, plan, combine, solver, max_block_size, jobs, scheduler)
+    options = estimate_options(method, split, plan, combine, solver, max_block_size, jobs, scheduler, chordal)
     files = find_checkpoints(folder, glob)
     cache = cache_dir or output.with_name(output.name + ".cache")
 

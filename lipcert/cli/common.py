@@ -59,6 +59,14 @@ ItersOpt = Annotated[int | None, typer.Option(help="SCS iteration limit per bloc
 TimeOpt = Annotated[float | None, typer.Option(help="SCS time limit per block, seconds (0: none).")]
 WarmOpt = Annotated[bool | None, typer.Option(help="Warm-start SCS where a similar block was solved.")]
 BlockOpt = Annotated[int, typer.Option(help="Largest LMI side of one block (the automatic plan's budget).")]
+ChordalOpt = Annotated[
+    bool,
+    typer.Option(
+        "--chordal/--no-chordal",
+        help="Solve a large block over the cliques of its LMI's chordal extension where that pays (same value, "
+        "less work per iteration); --no-chordal: one PSD constraint per block, as in LipSDP.",
+    ),
+]
 JobsOpt = Annotated[int | None, typer.Option(help="Worker processes [default: number of cores].")]
 SchedulerOpt = Annotated[str | None, typer.Option(help="Dask scheduler address, e.g. tcp://host:8786.")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Report format.")]
@@ -131,6 +139,7 @@ def estimate_options(
     max_block_size: int,
     jobs: int | None,
     scheduler: str | None,
+    chordal: bool = True,
 ):  # noqa: ANN201 - EstimateOptions, imported lazily
     from lipcert.estimate import EstimateOptions
 
@@ -147,6 +156,7 @@ def estimate_options(
         max_block_size=max_block_size,
         workers=jobs if jobs is not None else (os.cpu_count() or 1),
         scheduler=scheduler,
+        chordal=chordal,
     )
 
 

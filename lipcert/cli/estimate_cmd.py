@@ -11,6 +11,7 @@ import typer
 from lipcert.cli.common import (
     ArchOpt,
     BlockOpt,
+    ChordalOpt,
     CombineOpt,
     EpsOpt,
     Format,
@@ -57,6 +58,7 @@ def estimate(
     time_limit: TimeOpt = None,
     warm_start: WarmOpt = None,
     max_block_size: BlockOpt = 600,
+    chordal: ChordalOpt = True,
     jobs: JobsOpt = None,
     scheduler: SchedulerOpt = None,
     output_format: FormatOpt = Format.table,
@@ -77,7 +79,7 @@ def estimate(
     from lipcert.report import certificate_csv
 
     solver = {"eps": eps, "max_iters": max_iters, "time_limit": time_limit, "warm_start": warm_start}
-    options = estimate_options(method, split, plan, combine, solver, max_block_size, jobs, scheduler)
+    options = estimate_options(method, split, plan, combine, solver, max_block_size, jobs, scheduler, chordal)
     loaded = load(model, arch, trust_pickle, input_shape)
     if pairs is not None:
         _all_pairs(loaded, options, pairs, output_format, output)

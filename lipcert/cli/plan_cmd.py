@@ -9,6 +9,7 @@ import typer
 
 from lipcert.cli.common import (
     ArchOpt,
+    ChordalOpt,
     CombineOpt,
     MethodOpt,
     ModelArg,
@@ -35,6 +36,7 @@ def plan(
     split: PlanSplitOpt = None,
     method: MethodOpt = None,
     combine: CombineOpt = None,
+    chordal: ChordalOpt = True,
     output: PlanOutputOpt = None,
     arch: ArchOpt = None,
     trust_pickle: TrustOpt = False,
@@ -43,7 +45,7 @@ def plan(
     """Write the partition plan estimate would use (the automatic one, or --split's) as YAML."""
     if max_block_size < 1:
         raise typer.BadParameter(f"{max_block_size}: the budget must be at least 1", param_hint="--max-block-size")
-    options = estimate_options(method, split, None, combine, {}, max_block_size, 1, None)
+    options = estimate_options(method, split, None, combine, {}, max_block_size, 1, None, chordal)
     loaded = load(model, arch, trust_pickle, input_shape)
     text = plan_text(loaded, options)
     if output is None:

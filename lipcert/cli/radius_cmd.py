@@ -10,6 +10,7 @@ import typer
 from lipcert.cli.common import (
     ArchOpt,
     BlockOpt,
+    ChordalOpt,
     CombineOpt,
     EpsOpt,
     Format,
@@ -52,6 +53,7 @@ def radius(
     solver_eps: EpsOpt = None,
     max_iters: ItersOpt = None,
     max_block_size: BlockOpt = 600,
+    chordal: ChordalOpt = True,
     jobs: JobsOpt = None,
     scheduler: SchedulerOpt = None,
     output_format: FormatOpt = Format.table,
@@ -78,7 +80,7 @@ def radius(
         from lipcert.pairs import estimate_pairs
 
         solver = {"eps": solver_eps, "max_iters": max_iters}
-        options = estimate_options(method, split, plan, combine, solver, max_block_size, jobs, scheduler)
+        options = estimate_options(method, split, plan, combine, solver, max_block_size, jobs, scheduler, chordal)
         pair_bounds = {(r.i, r.j): r.bound for r in estimate_pairs(loaded, options)}
     radii = certified_radii(logits(loaded.module, x), pair_bounds)
     fractions = {e: radii.certified_fraction(e) for e in radii_eps}

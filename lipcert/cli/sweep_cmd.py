@@ -13,6 +13,7 @@ import typer
 
 from lipcert.cli.common import (
     ArchOpt,
+    ChordalOpt,
     EpsOpt,
     Format,
     ItersOpt,
@@ -43,6 +44,7 @@ def sweep(
     jobs: JobsOpt = None,
     scheduler: SchedulerOpt = None,
     max_block_size: Annotated[int, typer.Option(help="Largest LMI side allowed for one block.")] = 2000,
+    chordal: ChordalOpt = True,
     arch: ArchOpt = None,
     trust_pickle: TrustOpt = False,
     input_shape: ShapeOpt = None,
@@ -56,7 +58,7 @@ def sweep(
     for grid in grids:
         parse_split(grid)
     solver = {"eps": eps, "max_iters": max_iters}
-    base = estimate_options(method, None, None, None, solver, max_block_size, jobs, scheduler)
+    base = estimate_options(method, None, None, None, solver, max_block_size, jobs, scheduler, chordal)
     loaded = load(model, arch, trust_pickle, input_shape)
     points = []
     for grid in grids:
