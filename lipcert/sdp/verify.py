@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as la
+import scipy.sparse as sp
 
 from lipcert.linalg import certify_psd, gamma, largest_eigenvalue_estimate, round_up
 from lipcert.network.form import Network
@@ -46,7 +47,7 @@ class Verification:
         return self.schur_seconds + self.proof_seconds + self.polish_seconds
 
 
-class _NotCertified(Exception):
+class NotCertified(Exception):
     pass
 
 
@@ -104,7 +105,7 @@ def _attempt(net: Network, lam: np.ndarray, input_weights: np.ndarray | None, ho
     start = time.perf_counter()
     try:
         rho_star = schur_rho(net, lam, input_weights)
-    except _NotCertified as exc:
+    except NotCertified as exc:
         return _failed(f"not certified: {exc}")
     mid = time.perf_counter()
     rho = prove_rho(net, lam, rho_star, input_weights)
@@ -127,22 +128,22 @@ def _schur_parts(
     n_x = net.n_x
     P, Q, R = H[:n_x, :n_x], H[:n_x, n_x:], H[n_x:, n_x:]
     if not np.all(np.isfinite(H)):
-        raise _NotCertified("non-finite LMI entries")
+        raise NotCertified("non-finite LMI entries")
     try:
         chol = la.cholesky(-R, lower=True, check_finite=False)
     except la.LinAlgError as exc:
-        raise _NotCertified("R (the activation block) is not negative definite") from exc
+        raise NotCertified("R (the activation block) is not negative definite") from exc
     Y = la.solve_triangular(chol, Q.T, lower=True, check_finite=False)  # −Q R⁻¹ Qᵀ = YᵀY
     root = 1.0 / np.sqrt(_input_weights(net, input_weights))
     S = root[:, None] * (P + Y.T @ Y) * root[None, :]
     S = 0.5 * (S + S.T)
     if not np.all(np.isfinite(S)):
-        raise _NotCertified("non-finite Schur complement (R nearly singular)")
+        raise NotCertified("non-finite Schur complement (R nearly singular)")
     return S, chol, Y
 
 
 def schur_rho(net: Network, lam: np.ndarray, input_weights: np.ndarray | None = None) -> float:
-    """ρ* = λ_max(Π^{-1/2}(P − Q R⁻¹ Qᵀ)Π^{-1/2}), or _NotCertified if R is not ≺ 0.
+    """ρ* = λ_max(Π^{-1/2}(P − Q R⁻¹ Qᵀ)Π^{-1/2}), or NotCertified if R is not ≺ 0.
 
     Float64 estimate only: prove_rho certifies a value above it.
     """
@@ -161,7 +162,7 @@ def schur_rho_and_gradient(net: Network, lam: np.ndarray) -> tuple[float, np.nda
     """
     try:
         S, chol, Y = _schur_parts(net, lam, None)
-    except _NotCertified:
+    except NotCertified:
         return float("inf"), np.zeros_like(lam)
     n_x = net.n_x
     value, vec = la.eigh(S, subset_by_index=[n_x - 1, n_x - 1])
@@ -217,9 +218,14 @@ def prove_rho(net: Network, lam: np.ndarray, rho_star: float, input_weights: np.
     The float matrix H = fl(−L) differs from the exact −L by E with
     |E| ≤ γ_k T entrywise, T = |[C D]|ᵀ|[C D]| + ρ̂ Π + Σ λ_j |S_j| the magnitudes of the
     summed terms and k bounding the number of roundings in any entry (each entry is a
-    sum of at most n_w + n_y + 3 terms, each a product rounded at most 5 times), so
-    ||E||₂ ≤ γ_k ||T||_∞ (T symmetric and nonnegative). Proving H − δ I ⪰ 0 with
-    δ ≥ that bound proves −L ⪰ 0 exactly.
+    sum of at most n_w + n_y + 3 terms, each a product rounded at most 5 times). For a
+    diagonal S of powers of two, SHS is formed exactly, |SES| ≤ γ_k STS, and
+    ||SES||₂ ≤ γ_k ||STS||_∞ (STS symmetric and nonnegative). Proving SHS − δ I ⪰ 0 with
+    δ ≥ that bound proves S(−L)S ⪰ 0, hence −L ⪰ 0 exactly. S is the power of two nearest
+    diag(T)^(-1/2) (Jacobi scaling, near-optimal among diagonal scalings by van der Sluis):
+    a deep chain's LMI spans many orders of magnitude (eran 9x200: ρ ~ 1e11 against
+    multipliers ~ 1), and there one δ in the original units is larger than the smallest
+    eigenvalues it must prove. S = I (the unscaled proof) is tried when the scaled one fails.
     """
     k = net.n_w + net.n_y + 8
     pi = np.concatenate([_input_weights(net, input_weights), np.zeros(net.n_w)])
@@ -227,24 +233,48 @@ def prove_rho(net: Network, lam: np.ndarray, rho_star: float, input_weights: np.
     # The proof needs roughly (δ + certify_psd's shift) more on the x-block than ρ*:
     # start there rather than discover it by failing.
     rho_hat = round_up(rho_star + margin)
-    delta, chol_shift = _rounding_terms(net, lam, rho_hat, pi, input_weights, k)
-    margin = max(margin, 2.0 * (delta + chol_shift) / float(pi[: net.n_x].min(initial=1.0)))
+    _, scale, delta, chol_shift = _proof_matrix(net, lam, rho_hat, input_weights, k, scaled=True)
+    x_weight = float((pi[: net.n_x] * scale[: net.n_x] ** 2).min(initial=1.0))
+    margin = max(margin, 2.0 * (delta + chol_shift) / x_weight)
     for _ in range(PROOF_ATTEMPTS):
         rho_hat = round_up(rho_star + margin)
-        H = -lmi_matrix(net, lam, rho_hat, input_weights).toarray()
-        delta, _ = _rounding_terms(net, lam, rho_hat, pi, input_weights, k)
-        H[np.diag_indices_from(H)] -= delta
-        if certify_psd(H):
-            return rho_hat
+        for scaled in (True, False):
+            H, _, delta, _ = _proof_matrix(net, lam, rho_hat, input_weights, k, scaled)
+            H[np.diag_indices_from(H)] -= delta
+            if certify_psd(H):
+                return rho_hat
         margin *= 10.0
     return None
 
 
-def _rounding_terms(
-    net: Network, lam: np.ndarray, rho_hat: float, pi: np.ndarray, weights: np.ndarray | None, k: int
-) -> tuple[float, float]:
-    """(δ, s): the bound on ||fl(−L) − (−L)||₂ and the shift certify_psd will apply."""
+def _proof_matrix(
+    net: Network, lam: np.ndarray, rho_hat: float, weights: np.ndarray | None, k: int, scaled: bool
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(S fl(−L) S, S's diagonal, δ, s): δ bounds ||S(fl(−L) − (−L))S||₂, s is certify_psd's shift."""
+    H = -lmi_matrix(net, lam, rho_hat, weights).toarray()
     T = lmi_matrix(net, lam, rho_hat, weights, absolute=True)
+    scale = _power_of_two_scaling(T.diagonal()) if scaled else np.ones(H.shape[0])
+    Hs = scale[:, None] * H * scale[None, :]
+    if scaled and not np.array_equal(Hs / scale[:, None] / scale[None, :], H):
+        # An entry under- or overflowed, so SHS is not exact: the unscaled proof only.
+        return _proof_matrix(net, lam, rho_hat, weights, k, scaled=False)
+    S = sp.diags(scale)
+    delta, chol_shift = _rounding_terms(S @ T @ S, k)
+    return Hs, scale, delta, chol_shift
+
+
+def _power_of_two_scaling(diagonal: np.ndarray) -> np.ndarray:
+    """2^e nearest diag^(-1/2) per entry (1 where the diagonal is 0): multiplying by it is exact."""
+    d = np.abs(np.asarray(diagonal, dtype=np.float64))
+    positive = d > 0
+    e = np.zeros(d.shape)
+    e[positive] = -np.round(0.5 * np.log2(d[positive]))
+    return np.ldexp(1.0, np.clip(e, -500, 500).astype(int))
+
+
+def _rounding_terms(T: sp.spmatrix, k: int) -> tuple[float, float]:
+    """(δ, s) for the magnitudes T of a matrix's summed terms: the bound on its rounding error
+    (2-norm) and the shift certify_psd will apply."""
     # 2×: also covers the rounding of T itself and of subtracting δ on the diagonal.
     delta = 2.0 * gamma(k) * float(abs(T).sum(axis=1).max()) + np.finfo(np.float64).tiny
     trace = float(np.abs(T.diagonal()).sum()) + delta * T.shape[0]
