@@ -80,16 +80,32 @@ def status_text(r: dict) -> str:
     return f"{r['status']}: {note[:90]}" if note else r["status"]
 
 
-def reported_commit(rows: list[dict], commit: str) -> str:
-    """The commit whose rows the report shows: this one, else (--report-only after a new commit) the latest."""
-    if not rows or any(r["commit"] == commit for r in rows):
-        return commit
-    return max(rows, key=lambda r: r["timestamp"])["commit"]
+def model_commits(rows: list[dict]) -> dict[str, str]:
+    """Per model, the commit of its newest row: a model re-run at a later commit shows that run only."""
+    newest: dict[str, dict] = {}
+    for r in rows:
+        if r["model"] not in newest or r["timestamp"] > newest[r["model"]]["timestamp"]:
+            newest[r["model"]] = r
+    return {model: r["commit"] for model, r in newest.items()}
 
 
-def current_rows(rows: list[dict], commit: str) -> list[dict]:
-    shown = reported_commit(rows, commit)
-    return [r for r in rows if r["commit"] == shown]
+def current_rows(rows: list[dict]) -> list[dict]:
+    shown = model_commits(rows)
+    return [r for r in rows if r["commit"] == shown[r["model"]]]
+
+
+def commits_line(rows: list[dict]) -> str:
+    """Which commits the shown rows come from, and for which models when there are several."""
+    by_commit: dict[str, list[str]] = defaultdict(list)
+    for model, commit in model_commits(rows).items():
+        by_commit[commit].append(model)
+    if len(by_commit) <= 1:
+        return f"`{next(iter(by_commit), '-')}`"
+    parts = sorted(by_commit.items(), key=lambda item: -len(item[1]))
+    count = len(parts[0][1])
+    head = f"`{parts[0][0]}` ({count} model{'s' if count > 1 else ''})"
+    rest = "; ".join(f"`{c}` for {', '.join(sorted(models))}" for c, models in parts[1:])
+    return f"per model, its newest run: {head}; {rest}"
 
 
 def time_limits(rows: list[dict], default: bool) -> str:
@@ -431,11 +447,10 @@ def write_report(
     plots: bool = True,
     missing: list[str] | None = None,
 ) -> Path:
-    rows = current_rows(all_rows, commit)
+    rows = current_rows(all_rows)
     groups = by_model(rows)
     order = [(s.name, sel) for s in specs for sel in s.selections if (s.name, sel) in groups]
     order += [k for k in groups if k not in order]
-    shown_commit = rows[0]["commit"] if rows else commit
     trees = sorted({r["lipcert_tree"] for r in rows}) or [tree]
     loads = [float(r["load_avg"]) for r in rows if r["load_avg"]]
     stamps = sorted(r["timestamp"] for r in rows)
@@ -445,7 +460,10 @@ def write_report(
         f"`{'make bench-quick' if quick else 'make bench'}` (`benchmarks/harness.py`) from `benchmarks/results.csv` "
         f"({len(rows)} rows; runs from {stamps[0] if stamps else '-'} to {stamps[-1] if stamps else '-'}).\n"
     )
-    md.append(f"- **lipcert commit:** `{shown_commit}`; lipcert/ working tree: {', '.join(trees)}")
+    md.append(
+        f"- **lipcert commit:** {commits_line(rows) if rows else f'`{commit}`'}; "
+        f"lipcert/ working tree: {', '.join(trees)}"
+    )
     spread = f"{min(loads, default=0):.1f}–{max(loads, default=0):.1f}"
     md.append(f"- **machine:** {machine}; 1-minute load average during the rows: {spread} (shared: timings are noisy)")
     md.append("- **dependencies:** " + ", ".join(f"{k} {v}" for k, v in versions.items()))
@@ -504,7 +522,8 @@ def write_report(
         md.append(f"### {key[0]} ({what})\n")
         md.append(
             f"{first['source']}, {first['family']}; {first['n_x']} inputs, {first['n_neurons']} neurons, full LMI "
-            f"side {first['lmi_side']}; lower bound {f(first['lower'], 5)} ({first['lower_source']}).\n"
+            f"side {first['lmi_side']}; lower bound {f(first['lower'], 5)} ({first['lower_source']}); lipcert "
+            f"`{first['commit']}`.\n"
         )
         md.append(model_table(groups[key]) + "\n")
     path = out_dir / "RESULTS.md"

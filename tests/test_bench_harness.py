@@ -93,26 +93,27 @@ def test_the_full_model_list_is_not_the_quick_one(tmp_path: Path) -> None:
         assert {p.stem for p in shared.glob("*.onnx")} <= full
 
 
-def test_the_report_shows_the_latest_commit_and_the_limits_its_rows_ran_under() -> None:
+def test_the_report_shows_each_models_newest_run_and_the_limits_its_rows_ran_under() -> None:
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
-        from bench_report import current_rows, reported_commit, time_limits
+        from bench_report import commits_line, current_rows, model_commits, time_limits
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
 
-    def row(commit: str, stamp: str, split: str, combine: str, limit: str) -> dict:
-        return {"commit": commit, "timestamp": stamp, "method": "lipsdp-neuron", "split": split,
+    def row(model: str, commit: str, stamp: str, split: str, combine: str, limit: str) -> dict:
+        return {"model": model, "commit": commit, "timestamp": stamp, "method": "lipsdp-neuron", "split": split,
                 "combine": combine, "time_limit": limit}  # fmt: skip
 
     rows = [
-        row("old", "2026-01-01", "auto", "auto", "90"),
-        row("new", "2026-02-01", "auto", "auto", "700"),
-        row("new", "2026-02-02", "2x2", "paper", "240"),
-        row("new", "2026-02-03", "4x4", "paper", "120"),
+        row("a", "old", "2026-01-01", "auto", "auto", "90"),
+        row("a", "new", "2026-02-01", "auto", "auto", "700"),
+        row("a", "new", "2026-02-02", "2x2", "paper", "240"),
+        row("a", "new", "2026-02-03", "4x4", "paper", "120"),
+        row("b", "old", "2026-01-02", "auto", "auto", "90"),
     ]
-    assert reported_commit(rows, "old") == "old"  # this commit has rows: report on them
-    assert reported_commit(rows, "head") == "new"  # --report-only after a later commit: the latest rows
-    shown = current_rows(rows, "head")
-    assert {r["commit"] for r in shown} == {"new"} and len(shown) == 3
-    assert time_limits(shown, default=True) == "700"
+    assert model_commits(rows) == {"a": "new", "b": "old"}  # b was not re-run: its old run stays
+    shown = current_rows(rows)
+    assert [(r["model"], r["commit"]) for r in shown] == [("a", "new")] * 3 + [("b", "old")]
+    assert commits_line(shown) == "per model, its newest run: `new` (1 model); `old` for b"
+    assert time_limits(shown, default=True) == "90 or 700"
     assert time_limits(shown, default=False) == "120 or 240"
