@@ -80,32 +80,31 @@ def status_text(r: dict) -> str:
     return f"{r['status']}: {note[:90]}" if note else r["status"]
 
 
-def model_commits(rows: list[dict]) -> dict[str, str]:
-    """Per model, the commit of its newest row: a model re-run at a later commit shows that run only."""
+def newest_rows(rows: list[dict]) -> dict[str, dict]:
+    """Per configuration, its newest row: a configuration re-run at a later commit shows that run only."""
     newest: dict[str, dict] = {}
     for r in rows:
-        if r["model"] not in newest or r["timestamp"] > newest[r["model"]]["timestamp"]:
-            newest[r["model"]] = r
-    return {model: r["commit"] for model, r in newest.items()}
+        if r["config_id"] not in newest or r["timestamp"] > newest[r["config_id"]]["timestamp"]:
+            newest[r["config_id"]] = r
+    return newest
 
 
 def current_rows(rows: list[dict]) -> list[dict]:
-    shown = model_commits(rows)
-    return [r for r in rows if r["commit"] == shown[r["model"]]]
+    shown = {id(r) for r in newest_rows(rows).values()}
+    return [r for r in rows if id(r) in shown]
 
 
 def commits_line(rows: list[dict]) -> str:
-    """Which commits the shown rows come from, and for which models when there are several."""
+    """Which commits the shown rows come from; the rows of any but the main one are named."""
     by_commit: dict[str, list[str]] = defaultdict(list)
-    for model, commit in model_commits(rows).items():
-        by_commit[commit].append(model)
+    for r in rows:
+        by_commit[r["commit"]].append(r["config_id"])
     if len(by_commit) <= 1:
         return f"`{next(iter(by_commit), '-')}`"
     parts = sorted(by_commit.items(), key=lambda item: -len(item[1]))
-    count = len(parts[0][1])
-    head = f"`{parts[0][0]}` ({count} model{'s' if count > 1 else ''})"
-    rest = "; ".join(f"`{c}` for {', '.join(sorted(models))}" for c, models in parts[1:])
-    return f"per model, its newest run: {head}; {rest}"
+    head = f"`{parts[0][0]}` ({len(parts[0][1])} rows)"
+    rest = "; ".join(f"`{c}` for {', '.join(f'`{i}`' for i in sorted(ids))}" for c, ids in parts[1:])
+    return f"per configuration, its newest run: {head}; re-run later: {rest}"
 
 
 def time_limits(rows: list[dict], default: bool) -> str:
@@ -523,7 +522,7 @@ def write_report(
         md.append(
             f"{first['source']}, {first['family']}; {first['n_x']} inputs, {first['n_neurons']} neurons, full LMI "
             f"side {first['lmi_side']}; lower bound {f(first['lower'], 5)} ({first['lower_source']}); lipcert "
-            f"`{first['commit']}`.\n"
+            f"{', '.join(f'`{c}`' for c in sorted({r['commit'] for r in groups[key]}))}.\n"
         )
         md.append(model_table(groups[key]) + "\n")
     path = out_dir / "RESULTS.md"

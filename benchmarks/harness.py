@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench_models import ModelSpec, all_models, build_scaling_model, scaling_name
-from bench_report import model_commits, write_report
+from bench_report import newest_rows, write_report
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -465,12 +465,12 @@ def main(argv: list[str] | None = None) -> int:
             runner.run_model(spec)
 
     missing = []
-    shown = model_commits(runner.rows)  # the report shows each model's newest run: count what that run lacks
+    shown = newest_rows(runner.rows)  # the report shows each configuration's newest run
     for spec in specs:
         configs = configs_for(spec, args.quick, args.full_limit)
         if args.only:
             configs = [c for c in configs if any(o in c.id for o in args.only)]
-        missing += [c.id for c in configs if not runner.done(c, shown.get(spec.name))]
+        missing += [c.id for c in configs if c.id not in shown or not runner.done(c, shown[c.id]["commit"])]
 
     derive(runner.rows, runner.known_lower)
     write_rows(runner.csv, runner.rows)

@@ -93,27 +93,32 @@ def test_the_full_model_list_is_not_the_quick_one(tmp_path: Path) -> None:
         assert {p.stem for p in shared.glob("*.onnx")} <= full
 
 
-def test_the_report_shows_each_models_newest_run_and_the_limits_its_rows_ran_under() -> None:
+def test_the_report_shows_each_configurations_newest_run_and_the_limits_it_ran_under() -> None:
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
-        from bench_report import commits_line, current_rows, model_commits, time_limits
+        from bench_report import commits_line, current_rows, newest_rows, time_limits
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
 
-    def row(model: str, commit: str, stamp: str, split: str, combine: str, limit: str) -> dict:
-        return {"model": model, "commit": commit, "timestamp": stamp, "method": "lipsdp-neuron", "split": split,
-                "combine": combine, "time_limit": limit}  # fmt: skip
+    def row(config: str, commit: str, stamp: str, split: str, combine: str, limit: str) -> dict:
+        return {"config_id": config, "commit": commit, "timestamp": stamp, "method": "lipsdp-neuron",
+                "split": split, "combine": combine, "time_limit": limit}  # fmt: skip
 
     rows = [
-        row("a", "old", "2026-01-01", "auto", "auto", "90"),
-        row("a", "new", "2026-02-01", "auto", "auto", "700"),
-        row("a", "new", "2026-02-02", "2x2", "paper", "240"),
-        row("a", "new", "2026-02-03", "4x4", "paper", "120"),
-        row("b", "old", "2026-01-02", "auto", "auto", "90"),
+        row("a|default", "old", "2026-01-01", "auto", "auto", "90"),
+        row("a|2x2", "old", "2026-01-02", "2x2", "paper", "240"),
+        row("a|4x4", "old", "2026-01-03", "4x4", "paper", "120"),
+        row("a|default", "new", "2026-02-01", "auto", "auto", "700"),  # re-run at a later commit
     ]
-    assert model_commits(rows) == {"a": "new", "b": "old"}  # b was not re-run: its old run stays
+    assert {k: r["commit"] for k, r in newest_rows(rows).items()} == {
+        "a|default": "new",
+        "a|2x2": "old",
+        "a|4x4": "old",
+    }
     shown = current_rows(rows)
-    assert [(r["model"], r["commit"]) for r in shown] == [("a", "new")] * 3 + [("b", "old")]
-    assert commits_line(shown) == "per model, its newest run: `new` (1 model); `old` for b"
-    assert time_limits(shown, default=True) == "90 or 700"
+    assert [(r["config_id"], r["commit"]) for r in shown] == [("a|2x2", "old"), ("a|4x4", "old"), ("a|default", "new")]
+    assert (
+        commits_line(shown) == "per configuration, its newest run: `old` (2 rows); re-run later: `new` for `a|default`"
+    )
+    assert time_limits(shown, default=True) == "700"
     assert time_limits(shown, default=False) == "120 or 240"
