@@ -104,7 +104,7 @@ def commits_line(rows: list[dict]) -> str:
     parts = sorted(by_commit.items(), key=lambda item: -len(item[1]))
     head = f"`{parts[0][0]}` ({len(parts[0][1])} rows)"
     rest = "; ".join(f"`{c}` for {', '.join(f'`{i}`' for i in sorted(ids))}" for c, ids in parts[1:])
-    return f"per configuration, its newest run: {head}; re-run later: {rest}"
+    return f"per configuration, its newest run: {head}; from other commits: {rest}"
 
 
 def time_limits(rows: list[dict], default: bool) -> str:

@@ -118,7 +118,8 @@ def test_the_report_shows_each_configurations_newest_run_and_the_limits_it_ran_u
     shown = current_rows(rows)
     assert [(r["config_id"], r["commit"]) for r in shown] == [("a|2x2", "old"), ("a|4x4", "old"), ("a|default", "new")]
     assert (
-        commits_line(shown) == "per configuration, its newest run: `old` (2 rows); re-run later: `new` for `a|default`"
+        commits_line(shown)
+        == "per configuration, its newest run: `old` (2 rows); from other commits: `new` for `a|default`"
     )
     assert time_limits(shown, default=True) == "700"
     assert time_limits(shown, default=False) == "120 or 240"
