@@ -19,6 +19,7 @@ from lipcert.outputs import select_outputs
 from lipcert.partition.combine import combine_depth, combine_overlap, combine_paper, combine_pou
 from lipcert.partition.plan import GroupPlan, Plan, auto_plan, load_plan, split_plan
 from lipcert.result import BlockResult, Certificate, GroupResult
+from lipcert.sdp.sequential import DESCENT_SECONDS, sequential_bound
 from lipcert.sdp.solve import SolverSettings
 
 METHODS = ("naive", "lipsdp-neuron", "lipsdp-layer")
@@ -86,8 +87,9 @@ def estimate_many(
     if prepared:
         every_group = [g for _, p in prepared for g in p.groups]
         outcomes, cached = _solve(every_group, prepared[0][1].options, progress)
+        chain_seconds = DESCENT_SECONDS / len(prepared)  # e.g. 45 class pairs share one budget
         for k, p in prepared:
-            done[k] = _certificate(model, p, outcomes, cached, start)
+            done[k] = _certificate(model, p, outcomes, cached, start, chain_seconds)
     return [done[k] for k in range(len(options))]
 
 
@@ -113,12 +115,17 @@ def _naive_certificate(
 
 
 def _certificate(
-    model: LoadedModel, p: _Prepared, outcomes: dict[str, BlockOutcome], cached: int, start: float
+    model: LoadedModel,
+    p: _Prepared,
+    outcomes: dict[str, BlockOutcome],
+    cached: int,
+    start: float,
+    chain_seconds: float = DESCENT_SECONDS,
 ) -> Certificate:
     _, reused = distinct_jobs(p.groups)
     blocks, bounds, notes = _combine_groups(p.groups, outcomes)
     group_results = tuple(GroupResult(g.index, g.label, g.plan.tiling, g.combine, b) for g, b in zip(p.groups, bounds))
-    bound, chain_notes = whole_chain_bound(p.net, p.plan, len(p.groups), combine_depth(bounds))
+    bound, chain_notes = whole_chain_bound(p.net, p.plan, len(p.groups), combine_depth(bounds), chain_seconds)
     notes += chain_notes
     return Certificate(
         model=str(model.path),
@@ -138,7 +145,9 @@ def _certificate(
     )
 
 
-def whole_chain_bound(net: Network, plan: Plan, n_groups: int, product: float) -> tuple[float, list[str]]:
+def whole_chain_bound(
+    net: Network, plan: Plan, n_groups: int, product: float, seconds: float = DESCENT_SECONDS
+) -> tuple[float, list[str]]:
     """The default over several depth groups of a chain also tries one whole-network point.
 
     Multiplying group bounds loses the coupling between groups; on a chain,
@@ -148,10 +157,8 @@ def whole_chain_bound(net: Network, plan: Plan, n_groups: int, product: float) -
     """
     if n_groups < 2 or plan.combine != "auto" or plan.method == "naive":
         return product, []
-    from lipcert.sdp.sequential import sequential_bound
-
     start = time.perf_counter()
-    found = sequential_bound(net)
+    found = sequential_bound(net, seconds)
     if found is None or not found.certified:
         return product, []
     what = (

@@ -32,7 +32,8 @@ from lipcert.sdp.verify import NotCertified, Verification, schur_rho, verify_mul
 
 SIZE_LIMIT = 4000  # full LMI side: one dense proof of it (as lipcert.sdp.chordal.VERIFY_LIMIT)
 SCALES = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1)  # s = c(1 + τ): ρ*(s) is convex in s, and its minimum is near c
-DESCENT_SECONDS = 60.0  # per certificate: the layer-scale search stops here (or when its step is < 1%)
+MAX_SWEEPS = 8  # the layer-scale search: passes over the layers (a fixed count, so the bound is reproducible)
+DESCENT_SECONDS = 120.0  # and a safety stop per certificate, should each ρ* be slow
 
 
 def chain_weights(net: Network) -> list[np.ndarray] | None:
@@ -108,7 +109,9 @@ def descend_layer_scales(net: Network, lam: np.ndarray, value: float, seconds: f
     """
     deadline = time.perf_counter() + seconds
     step = 2.0
-    while step > 1.01 and time.perf_counter() < deadline:
+    for _ in range(MAX_SWEEPS):
+        if step <= 1.01 or time.perf_counter() >= deadline:
+            break
         improved = False
         for layer in net.layers:
             for factor in (1.0 / step, step):
