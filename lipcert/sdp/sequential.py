@@ -32,7 +32,7 @@ from lipcert.sdp.verify import NotCertified, Verification, schur_rho, verify_mul
 
 SIZE_LIMIT = 4000  # full LMI side: one dense proof of it (as lipcert.sdp.chordal.VERIFY_LIMIT)
 SCALES = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1)  # s = c(1 + τ): ρ*(s) is convex in s, and its minimum is near c
-MAX_SWEEPS = 8  # the layer-scale search: passes over the layers (a fixed count, so the bound is reproducible)
+MAX_SWEEPS = 12  # the layer-scale search: passes over the layers (a fixed count, so the bound is reproducible)
 DESCENT_SECONDS = 120.0  # and a safety stop per certificate, should each ρ* be slow
 
 
