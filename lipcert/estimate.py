@@ -152,7 +152,7 @@ def whole_chain_bound(
 
     Multiplying group bounds loses the coupling between groups; on a chain,
     lipcert.sdp.sequential gives a verified whole-network bound in seconds (eran 9x200:
-    337946 against the product's 729699). Both are proven, so the smaller is certified.
+    331969 against the product's 729699). Both are proven, so the smaller is certified.
     Explicit combination modes stay as they are, so that they can be compared.
     """
     if n_groups < 2 or plan.combine != "auto" or plan.method == "naive":
