@@ -503,7 +503,7 @@ def write_report(
     if missing:
         md.append("## Not run yet\n")
         md.append(
-            f"{len(missing)} configuration(s) of this set have no row for this commit (the time budget stopped the "
+            f"{len(missing)} configuration(s) of this set have no row yet (the time budget stopped the "
             "run, or a model file is absent); the harness is resumable: run it again to fill them in.\n"
         )
         md.append("\n".join(f"- `{m}`" for m in missing[:60]) + ("\n- ..." if len(missing) > 60 else "") + "\n")
