@@ -12,12 +12,14 @@ from hypothesis import strategies as st
 
 from lipcert.estimate import EstimateOptions, estimate
 from lipcert.load import LoadedModel
+from lipcert.naive import naive_bound
 from lipcert.partition.combine import combine_depth
 from lipcert.sdp import verify
 from lipcert.sdp.certify import certify_block
 from lipcert.sdp.lipsdp import _input_diagonal, _multiplier_terms, stacked_maps
 from lipcert.sdp.sequential import chain_weights, recursion_multipliers, sequential_bound
 from lipcert.sdp.verify import verify_multipliers
+from tests.conftest import MODELS_DIR, load_cached, published_lower_bounds, requires_shared_models
 from tests.convnets import Conv, _assemble, random_convnet
 from tests.test_verify import TIGHT, chain, jacobian_lower_bound
 
@@ -115,8 +117,8 @@ def test_a_deep_badly_scaled_chain_needs_the_scaled_proof(monkeypatch: pytest.Mo
     found = sequential_bound(net, seconds=3.0)
     assert found is not None and found.certified, found
     assert exact_min_eigenvalue(net, found.multipliers, found.rho) >= 0
-    original = verify._proof_matrix
-    monkeypatch.setattr(verify, "_proof_matrix", lambda *args, **_: original(*args[:5], scaled=False))
+    original = verify._proven
+    monkeypatch.setattr(verify, "_proven", lambda H, T, scale, k: scale is None and original(H, T, None, k))
     unscaled = verify_multipliers(net, found.multipliers)
     assert not unscaled.certified and "Cholesky proof failed" in unscaled.how
 
@@ -143,3 +145,14 @@ def test_the_default_takes_the_whole_chain_point_when_it_beats_the_product(deep_
     paper = estimate(_loaded(deep_chain), EstimateOptions(max_block_size=30, workers=1, combine="paper"))
     assert paper.bound == combine_depth([g.bound for g in paper.groups])  # explicit modes are left alone
     assert not [n for n in paper.notes if n.startswith("whole network")]
+
+
+@requires_shared_models
+@pytest.mark.parametrize("name", ["mnistfc__mnist-net_256x2.onnx", "eran__mnist_relu_9_200.onnx"])
+def test_real_chains_stay_above_their_published_lower_bound(name: str) -> None:
+    # The default's whole-chain candidate on the real MLPs: certified, and never below a true lower bound.
+    net = load_cached(str(MODELS_DIR / name)).network
+    found = sequential_bound(net, seconds=5.0)
+    assert found is not None and found.certified, found
+    assert found.bound >= published_lower_bounds()[name]
+    assert found.bound <= naive_bound(net) * (1 + 1e-9)  # and no looser than the product of norms

@@ -233,34 +233,40 @@ def prove_rho(net: Network, lam: np.ndarray, rho_star: float, input_weights: np.
     # The proof needs roughly (δ + certify_psd's shift) more on the x-block than ρ*:
     # start there rather than discover it by failing.
     rho_hat = round_up(rho_star + margin)
-    _, scale, delta, chol_shift = _proof_matrix(net, lam, rho_hat, input_weights, k, scaled=True)
+    T = lmi_matrix(net, lam, rho_hat, input_weights, absolute=True)
+    scale = _power_of_two_scaling(T.diagonal())
+    delta, chol_shift = _rounding_terms(_congruence(T, scale), k)
     x_weight = float((pi[: net.n_x] * scale[: net.n_x] ** 2).min(initial=1.0))
     margin = max(margin, 2.0 * (delta + chol_shift) / x_weight)
     for _ in range(PROOF_ATTEMPTS):
         rho_hat = round_up(rho_star + margin)
-        for scaled in (True, False):
-            H, _, delta, _ = _proof_matrix(net, lam, rho_hat, input_weights, k, scaled)
-            H[np.diag_indices_from(H)] -= delta
-            if certify_psd(H):
+        H = -lmi_matrix(net, lam, rho_hat, input_weights).toarray()
+        T = lmi_matrix(net, lam, rho_hat, input_weights, absolute=True)
+        for scale in (_power_of_two_scaling(T.diagonal()), None):  # None: the unscaled proof
+            if _proven(H, T, scale, k):
                 return rho_hat
         margin *= 10.0
     return None
 
 
-def _proof_matrix(
-    net: Network, lam: np.ndarray, rho_hat: float, weights: np.ndarray | None, k: int, scaled: bool
-) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """(S fl(−L) S, S's diagonal, δ, s): δ bounds ||S(fl(−L) − (−L))S||₂, s is certify_psd's shift."""
-    H = -lmi_matrix(net, lam, rho_hat, weights).toarray()
-    T = lmi_matrix(net, lam, rho_hat, weights, absolute=True)
-    scale = _power_of_two_scaling(T.diagonal()) if scaled else np.ones(H.shape[0])
-    Hs = scale[:, None] * H * scale[None, :]
-    if scaled and not np.array_equal(Hs / scale[:, None] / scale[None, :], H):
-        # An entry under- or overflowed, so SHS is not exact: the unscaled proof only.
-        return _proof_matrix(net, lam, rho_hat, weights, k, scaled=False)
+def _proven(H: np.ndarray, T: sp.spmatrix, scale: np.ndarray | None, k: int) -> bool:
+    """Whether S H S − δ I ⪰ 0 is proven, δ bounding ||S(H − (−L))S||₂ (S = diag(scale), or I)."""
+    if scale is not None:
+        Hs = scale[:, None] * H * scale[None, :]
+        if not np.array_equal(Hs / scale[:, None] / scale[None, :], H):
+            return False  # an entry under- or overflowed, so SHS is not exact
+        H, T = Hs, _congruence(T, scale)
+    else:
+        H = H.copy()
+    delta, _ = _rounding_terms(T, k)
+    H[np.diag_indices_from(H)] -= delta
+    return certify_psd(H)
+
+
+def _congruence(T: sp.spmatrix, scale: np.ndarray) -> sp.spmatrix:
+    """S T S for S = diag(scale), powers of two: every entry is one exact product."""
     S = sp.diags(scale)
-    delta, chol_shift = _rounding_terms(S @ T @ S, k)
-    return Hs, scale, delta, chol_shift
+    return S @ T @ S
 
 
 def _power_of_two_scaling(diagonal: np.ndarray) -> np.ndarray:
