@@ -13,8 +13,9 @@ import scipy.linalg as la
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from lipcert.defaults import DENSE_GRAM_LIMIT
+
 UNIT_ROUNDOFF = np.finfo(np.float64).eps / 2
-DENSE_GRAM_LIMIT = 8192  # beyond this side a dense Gram matrix is too costly here
 
 
 def gamma(k: int) -> float:

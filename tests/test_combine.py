@@ -11,11 +11,12 @@ from convnets import Conv, linear_map, random_convnet
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from lipcert.combine import combine_depth, combine_overlap, combine_paper, combine_pou, pou_weights
 from lipcert.linalg import spectral_norm_upper
 from lipcert.network.form import Network
-from lipcert.partition.combine import combine_depth, combine_overlap, combine_paper, combine_pou, pou_weights
 from lipcert.partition.depth import depth_group, valid_cuts
 from lipcert.partition.tiles import extract_tile, spatial_tiles
+from lipcert.vocabulary import Combine, GroupRule, Method
 
 ULP = 4 * np.finfo(float).eps  # a few ulps: results may sit that far above the exact value
 
@@ -170,15 +171,25 @@ def test_every_combination_bounds_the_true_constant(net: Network, data: st.DataO
 
 
 def test_auto_combine_couples_small_groups_and_solves_large_ones_as_independent_tiles() -> None:
-    from lipcert.blocks import COUPLED_BUDGET, resolve_combine
+    from lipcert.combine import resolve_rule
+    from lipcert.defaults import COUPLED_BUDGET
 
     net = random_convnet((1, 8, 8), [Conv(4)], Conv(4), seed=0).form
-    tiles = tuple(extract_tile(net, t) for t in spatial_tiles(net.output_shape, 2, 2))
-    largest = max(t.net.lmi_size for t in tiles)
-    assert resolve_combine("auto", "neuron", tiles, max_block_size=largest) == "coupled"
+    sizes = [extract_tile(net, t).net.lmi_size for t in spatial_tiles(net.output_shape, 2, 2)]
+    largest = max(sizes)
+    neuron, layer = Method.NEURON, Method.LAYER
+    assert resolve_rule(Combine.AUTO, neuron, sizes, max_block_size=largest) == "coupled"
     # a budget so small that the tiles' summed cubic cost exceeds COUPLED_BUDGET blocks of it
-    small = int((sum(t.net.lmi_size**3 for t in tiles) / COUPLED_BUDGET) ** (1 / 3)) - 1
-    assert resolve_combine("auto", "neuron", tiles, max_block_size=small) == "overlap"
-    assert resolve_combine("auto", "layer", tiles, max_block_size=largest) == "overlap"
-    assert resolve_combine("paper", "neuron", tiles, max_block_size=small) == "paper"
-    assert resolve_combine("coupled", "neuron", tiles[:1], max_block_size=small) == "single"
+    small = int((sum(n**3 for n in sizes) / COUPLED_BUDGET) ** (1 / 3)) - 1
+    assert resolve_rule(Combine.AUTO, neuron, sizes, max_block_size=small) == "overlap"
+    assert resolve_rule(Combine.AUTO, layer, sizes, max_block_size=largest) == "overlap"
+    assert resolve_rule(Combine.PAPER, neuron, sizes, max_block_size=small) == "paper"
+    assert resolve_rule(Combine.COUPLED, neuron, sizes[:1], max_block_size=small) == "single"
+
+
+def test_every_combination_rule_names_its_theorem() -> None:
+    from lipcert.combine import RULES
+
+    assert set(RULES) == set(GroupRule)
+    assert all(rule.theorem and rule.name == name for name, rule in RULES.items())
+    assert {str(c) for c in Combine} - {"auto"} <= {str(r) for r in GroupRule}

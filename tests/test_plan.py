@@ -9,14 +9,16 @@ import math
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import typer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lipcert.cli.common import parse_split
+from lipcert.defaults import DEFAULT_SOLVER
 from lipcert.errors import BadInputError
 from lipcert.network.form import Layer, Network
 from lipcert.partition.depth import depth_group, valid_cuts
 from lipcert.partition.plan import (
-    DEFAULT_SOLVER,
     OUTPUT_GROUP,
     GroupPlan,
     Plan,
@@ -29,7 +31,6 @@ from lipcert.partition.plan import (
     load_plan,
     output_map,
     output_tiles,
-    parse_grid,
     parse_plan,
     plan_block_sizes,
     plan_to_yaml,
@@ -370,14 +371,15 @@ def test_split_plan_on_a_dense_network_warns_that_the_grid_is_unused() -> None:
 
 
 @pytest.mark.parametrize("text", ["0x2", "2x0", "2", "axb", "", "2x2x2", "-1x2"])
-def test_parse_grid_errors(text: str) -> None:
-    with pytest.raises(BadInputError, match="^--split: "):
-        parse_grid(text)
+def test_parse_split_errors(text: str) -> None:
+    with pytest.raises(typer.BadParameter) as caught:
+        parse_split(text)
+    assert caught.value.param_hint == "--split"
 
 
-@pytest.mark.parametrize(("text", "grid"), [("2x2", (2, 2)), (" 3X4 ", (3, 4)), ("1x16", (1, 16))])
-def test_parse_grid(text: str, grid: tuple[int, int]) -> None:
-    assert parse_grid(text) == grid
+@pytest.mark.parametrize(("text", "grid"), [("2x2", (2, 2)), (" 3X4 ", (3, 4)), ("1x16", (1, 16)), ("2×3", (2, 3))])
+def test_parse_split(text: str, grid: tuple[int, int]) -> None:
+    assert parse_split(text) == grid
 
 
 # --------------------------------------------------------------------------- block sizes

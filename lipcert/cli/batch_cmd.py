@@ -23,6 +23,7 @@ from lipcert.cli.common import (
     estimate_options,
     handles_errors,
 )  # fmt: skip
+from lipcert.defaults import DEFAULT_MAX_BLOCK_SIZE
 from lipcert.errors import EXIT_BAD_INPUT
 
 
@@ -42,7 +43,7 @@ def batch(
     max_iters: ItersOpt = None,
     time_limit: TimeOpt = None,
     warm_start: WarmOpt = None,
-    max_block_size: BlockOpt = 600,
+    max_block_size: BlockOpt = DEFAULT_MAX_BLOCK_SIZE,
     chordal: ChordalOpt = True,
     jobs: JobsOpt = None,
     scheduler: SchedulerOpt = None,
@@ -52,7 +53,7 @@ def batch(
     Exits 0 when every model was certified, 4 when any was not (see the CSV's error column).
     """
     from lipcert.batch import find_checkpoints, run_batch
-    from lipcert.console import block_progress, print_batch_summary, progress_enabled
+    from lipcert.report.console import block_progress, print_batch_summary, progress_enabled
 
     solver = {"eps": eps, "max_iters": max_iters, "time_limit": time_limit, "warm_start": warm_start}
     options = estimate_options(method, split, plan, combine, solver, max_block_size, jobs, scheduler, chordal)

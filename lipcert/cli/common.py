@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Callable
 from enum import Enum
@@ -14,22 +13,9 @@ import typer
 from typer.exceptions import TyperException
 
 from lipcert.errors import EXIT_INTERNAL, EXIT_OVER_THRESHOLD, EXIT_UNSUPPORTED, LipcertError
+from lipcert.vocabulary import Combine, Method
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Method(str, Enum):
-    naive = "naive"
-    lipsdp_neuron = "lipsdp-neuron"
-    lipsdp_layer = "lipsdp-layer"
-
-
-class Combine(str, Enum):
-    paper = "paper"
-    overlap = "overlap"
-    pou = "pou"
-    coupled = "coupled"
-    auto = "auto"
 
 
 class Format(str, Enum):
@@ -81,7 +67,7 @@ def handles_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from lipcert.console import print_error
+        from lipcert.report.console import print_error
 
         try:
             return fn(*args, **kwargs)
@@ -113,12 +99,14 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
 
 
 def parse_split(text: str | None) -> tuple[int, int] | None:
+    from lipcert.partition.grids import grid_from_text
+
     if text is None:
         return None
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise typer.BadParameter(f"'{text}' is not a grid like 2x4", param_hint="--split")
-    rows, cols = int(parts[0]), int(parts[1])
+    try:
+        rows, cols = grid_from_text(text)
+    except ValueError:
+        raise typer.BadParameter(f"'{text}' is not a grid like 2x4", param_hint="--split") from None
     if rows < 1 or cols < 1:
         raise typer.BadParameter(f"'{text}': rows and columns must be at least 1", param_hint="--split")
     return rows, cols
@@ -148,10 +136,10 @@ def estimate_options(
     if jobs is not None and jobs < 1:
         raise typer.BadParameter(f"{jobs}: at least 1 worker", param_hint="--jobs")
     return EstimateOptions(
-        method=method.value if method else None,
+        method=method,
         split=parse_split(split),
         plan_path=plan,
-        combine=combine.value if combine else None,
+        combine=combine,
         solver={k: v for k, v in solver.items() if v is not None},
         max_block_size=max_block_size,
         workers=jobs if jobs is not None else (os.cpu_count() or 1),
@@ -166,10 +154,12 @@ def emit(text_for: dict[Format, Callable[[], str]], fmt: Format, output: Path | 
     if output is None:
         typer.echo(text, nl=False)
     else:
-        from lipcert.report import write_atomic
+        from lipcert.report.files import write_atomic
 
         write_atomic(output, text)
 
 
 def as_json(data: Any) -> str:
-    return json.dumps(data, indent=2) + "\n"
+    from lipcert.report.documents import as_json as text
+
+    return text(data)

@@ -35,6 +35,7 @@ from lipcert.cli.common import (
     handles_errors,
     load,
 )  # fmt: skip
+from lipcert.defaults import DEFAULT_MAX_BLOCK_SIZE
 from lipcert.errors import EXIT_OVER_THRESHOLD
 
 HeatmapOpt = Annotated[Path | None, typer.Option(help="Draw per-tile bounds over each group's grid (PNG).")]
@@ -57,7 +58,7 @@ def estimate(
     max_iters: ItersOpt = None,
     time_limit: TimeOpt = None,
     warm_start: WarmOpt = None,
-    max_block_size: BlockOpt = 600,
+    max_block_size: BlockOpt = DEFAULT_MAX_BLOCK_SIZE,
     chordal: ChordalOpt = True,
     jobs: JobsOpt = None,
     scheduler: SchedulerOpt = None,
@@ -74,9 +75,10 @@ def estimate(
     input_shape: ShapeOpt = None,
 ) -> None:
     """Certify an upper bound on the model's global L2 Lipschitz constant."""
-    from lipcert.console import block_progress, print_certificate, print_error
     from lipcert.estimate import estimate as run_estimate
-    from lipcert.report import certificate_csv
+    from lipcert.report.console import block_progress, print_certificate, print_error
+    from lipcert.report.documents import certificate_json
+    from lipcert.report.tables import certificate_csv
 
     solver = {"eps": eps, "max_iters": max_iters, "time_limit": time_limit, "warm_start": warm_start}
     options = estimate_options(method, split, plan, combine, solver, max_block_size, jobs, scheduler, chordal)
@@ -94,13 +96,13 @@ def estimate(
         module = loaded.module if options.selection is None else selected_module(loaded.module, options.selection)
         cert = dataclasses.replace(cert, lower=lower_bound(module, loaded.input_shape).value)
     if heatmap is not None:
-        from lipcert.plots import plot_tile_heatmap
+        from lipcert.report.plots import plot_tile_heatmap
 
         plot_tile_heatmap(cert, heatmap)
     if output_format is Format.table and output is None:
         print_certificate(cert)
     else:
-        texts = {Format.csv: lambda: certificate_csv(cert), Format.json: lambda: as_json(cert.to_json())}
+        texts = {Format.csv: lambda: certificate_csv(cert), Format.json: lambda: as_json(certificate_json(cert))}
         texts[Format.table] = texts[Format.json]  # a table written to a file is the JSON
         emit(texts, output_format, output)
     if max_lipschitz is not None and cert.bound > max_lipschitz:
@@ -122,8 +124,10 @@ def _with_selection(options, n_y: int, logit: int | None, pair: str | None):  # 
 
 
 def _all_pairs(loaded, options, pairs: str, output_format: Format, output: Path | None) -> None:  # noqa: ANN001
-    from lipcert.console import block_progress, print_pairs
-    from lipcert.pairs import estimate_pairs, pairs_csv, pairs_json
+    from lipcert.pairs import estimate_pairs
+    from lipcert.report.console import block_progress, print_pairs
+    from lipcert.report.documents import pairs_json
+    from lipcert.report.tables import pairs_csv
 
     if pairs != "all":
         raise typer.BadParameter(f"'{pairs}': only 'all' is supported (use --pair I,J for one)", param_hint="--pairs")

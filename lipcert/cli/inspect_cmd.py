@@ -10,16 +10,17 @@ def inspect(
     model: ModelArg, arch: ArchOpt = None, trust_pickle: TrustOpt = False, input_shape: ShapeOpt = None
 ) -> None:
     """Show the layers lipcert sees, their neuron counts and slope bounds, and whether it can certify it."""
-    from lipcert.console import print_inspect
+    from lipcert.defaults import DEFAULT_MAX_BLOCK_SIZE
     from lipcert.errors import UnsupportedModelError
-    from lipcert.estimate import DEFAULT_MAX_BLOCK, effective_lmi_size
+    from lipcert.estimate import effective_lmi_size
+    from lipcert.report.console import print_inspect
 
     try:
         loaded = load(model, arch, trust_pickle, input_shape)
     except UnsupportedModelError as err:
         raise UnsupportedModelError(f"not supported: {err}") from None
     size = effective_lmi_size(loaded.network) if loaded.network.layers else 0
-    if size <= DEFAULT_MAX_BLOCK:
+    if size <= DEFAULT_MAX_BLOCK_SIZE:
         verdict = f"supported: a full LipSDP ({size}x{size} after input compression) is feasible"
     else:
         verdict = f"supported: the full LipSDP would be {size}x{size}; use --split RxC or the automatic plan"

@@ -19,6 +19,7 @@ from lipcert.cli.common import (
     handles_errors,
     load,
 )  # fmt: skip
+from lipcert.defaults import DEFAULT_MAX_BLOCK_SIZE
 
 PlanBlockOpt = Annotated[
     int, typer.Option(help="Largest LMI side of any block of the plan; pass the same value to estimate --plan.")
@@ -32,7 +33,7 @@ PlanSplitOpt = Annotated[str | None, typer.Option(help="Write the --split RxC pl
 @handles_errors
 def plan(
     model: ModelArg,
-    max_block_size: PlanBlockOpt = 600,
+    max_block_size: PlanBlockOpt = DEFAULT_MAX_BLOCK_SIZE,
     split: PlanSplitOpt = None,
     method: MethodOpt = None,
     combine: CombineOpt = None,
@@ -51,7 +52,7 @@ def plan(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        from lipcert.report import write_atomic
+        from lipcert.report.files import write_atomic
 
         write_atomic(output, text)
 

@@ -31,6 +31,7 @@ from lipcert.cli.common import (
     handles_errors,
     load,
 )  # fmt: skip
+from lipcert.defaults import DEFAULT_MAX_BLOCK_SIZE
 from lipcert.errors import EXIT_UNDER_CERTIFIED
 
 
@@ -52,7 +53,7 @@ def radius(
     combine: CombineOpt = None,
     solver_eps: EpsOpt = None,
     max_iters: ItersOpt = None,
-    max_block_size: BlockOpt = 600,
+    max_block_size: BlockOpt = DEFAULT_MAX_BLOCK_SIZE,
     chordal: ChordalOpt = True,
     jobs: JobsOpt = None,
     scheduler: SchedulerOpt = None,
@@ -63,10 +64,12 @@ def radius(
     input_shape: ShapeOpt = None,
 ) -> None:
     """Per input: predicted class, margins, and the certified L2 radius; the certified fraction at each eps."""
-    from lipcert.console import print_radii
     from lipcert.errors import BadInputError
     from lipcert.outputs import all_pairs
     from lipcert.radius import certified_radii, load_inputs, logits, read_pair_bounds
+    from lipcert.report.console import print_radii
+    from lipcert.report.documents import radius_json
+    from lipcert.report.tables import radius_csv
 
     radii_eps = _parse_eps(eps)
     loaded = load(model, arch, trust_pickle, input_shape)
@@ -87,12 +90,12 @@ def radius(
     if output_format is Format.table and output is None:
         print_radii(radii, fractions)
     else:
-        texts = {Format.json: lambda: as_json(_json(model, loaded.sha256, radii, fractions))}
-        texts[Format.csv] = lambda: _csv(radii)
+        texts = {Format.json: lambda: as_json(radius_json(model, loaded.sha256, radii, fractions))}
+        texts[Format.csv] = lambda: radius_csv(radii)
         texts[Format.table] = texts[Format.json]
         emit(texts, output_format, output)
     if min_certified is not None and fractions[radii_eps[0]] < min_certified:
-        from lipcert.console import print_error
+        from lipcert.report.console import print_error
 
         print_error(
             f"{fractions[radii_eps[0]]:.1%} of inputs certified at radius {radii_eps[0]:g}, "
@@ -109,23 +112,3 @@ def _parse_eps(text: str) -> list[float]:
     if not values or any(v < 0 for v in values):
         raise typer.BadParameter(f"'{text}': radii must be non-negative", param_hint="--eps")
     return values
-
-
-def _json(model: Path, sha256: str, radii, fractions: dict) -> dict:  # noqa: ANN001
-    return {
-        "model": str(model),
-        "sha256": sha256,
-        "inputs": [
-            {"predicted": int(p), "radius": float(r), "margins": [float(m) for m in row]}
-            for p, r, row in zip(radii.predicted, radii.radius, radii.margins)
-        ],
-        "certified_fraction": [{"eps": e, "fraction": f} for e, f in fractions.items()],
-    }
-
-
-def _csv(radii) -> str:  # noqa: ANN001
-    lines = ["index,predicted,radius,smallest_margin"]
-    for k, (p, r, row) in enumerate(zip(radii.predicted, radii.radius, radii.margins)):
-        smallest = min((m for j, m in enumerate(row) if j != p), default=0.0)
-        lines.append(f"{k},{int(p)},{float(r)!r},{float(smallest)!r}")
-    return "\n".join(lines) + "\n"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +11,7 @@ import typer
 
 from lipcert.cli.common import (
     ArchOpt,
+    BlockOpt,
     ChordalOpt,
     EpsOpt,
     Format,
@@ -29,6 +28,7 @@ from lipcert.cli.common import (
     load,
     parse_split,
 )  # fmt: skip
+from lipcert.defaults import DEFAULT_MAX_BLOCK_SIZE
 
 
 @handles_errors
@@ -43,7 +43,7 @@ def sweep(
     max_iters: ItersOpt = None,
     jobs: JobsOpt = None,
     scheduler: SchedulerOpt = None,
-    max_block_size: Annotated[int, typer.Option(help="Largest LMI side allowed for one block.")] = 2000,
+    max_block_size: BlockOpt = DEFAULT_MAX_BLOCK_SIZE,
     chordal: ChordalOpt = True,
     arch: ArchOpt = None,
     trust_pickle: TrustOpt = False,
@@ -51,7 +51,8 @@ def sweep(
 ) -> None:
     """Certify the model at each split and combination mode; tabulate and plot bound against time."""
     from lipcert.estimate import estimate as run_estimate
-    from lipcert.plots import SweepPoint, plot_tradeoff
+    from lipcert.report.plots import SweepPoint, plot_tradeoff
+    from lipcert.report.tables import sweep_csv
 
     grids = [text.strip() for text in splits.split(",") if text.strip()]
     modes = [text.strip() for text in combines.split(",") if text.strip()]
@@ -70,13 +71,4 @@ def sweep(
             typer.echo(f"{grid:>6} {mode:>8}: bound {cert.bound:.6g} in {points[-1].seconds:.1f} s", err=True)
     if plot is not None:
         plot_tradeoff(points, plot, f"{Path(model).name}: bound against time")
-    emit({Format.csv: lambda: _csv(points)}, Format.csv, output)
-
-
-def _csv(points: list) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["split", "combine", "bound", "seconds"])
-    for p in points:
-        writer.writerow([p.split, p.combine, repr(p.bound), f"{p.seconds:.3f}"])
-    return buffer.getvalue()
+    emit({Format.csv: lambda: sweep_csv(points)}, Format.csv, output)

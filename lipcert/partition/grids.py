@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from lipcert.errors import BadInputError
-
 _GRID = re.compile(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*")
 
 
@@ -16,17 +14,6 @@ def grid_from_text(text: str) -> tuple[int, int]:
     if match is None:
         raise ValueError(f"expected ROWSxCOLS such as 2x2, found {text!r}")
     return int(match[1]), int(match[2])
-
-
-def parse_grid(text: str) -> tuple[int, int]:
-    """Parse the CLI's --split RxC."""
-    try:
-        rows, cols = grid_from_text(text)
-    except ValueError as exc:
-        raise BadInputError(f"--split: {exc}") from None
-    if rows < 1 or cols < 1:
-        raise BadInputError(f"--split: rows and columns must be at least 1, found {text!r}")
-    return rows, cols
 
 
 def grid_misfit(grid: tuple[int, int], shape: Sequence[int]) -> str | None:

@@ -11,14 +11,12 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from lipcert.defaults import DEFAULT_COMBINE, DEFAULT_METHOD, DEFAULT_SOLVER
 from lipcert.network.form import Network
 from lipcert.partition.depth import depth_group, output_map_refusal, valid_cuts
 from lipcert.partition.geometry import is_spatial, layer_positions, span_output_shape
 from lipcert.partition.grids import grid_from_text, grid_misfit, shape_text
 from lipcert.partition.plan_types import (
-    COMBINES,
-    DEFAULT_SOLVER,
-    METHODS,
     OUTPUT,
     OUTPUT_GROUP,
     GroupPlan,
@@ -26,6 +24,7 @@ from lipcert.partition.plan_types import (
     group_label,
 )
 from lipcert.partition.yaml_nodes import NodeReader, is_null
+from lipcert.vocabulary import Combine, Method, words
 
 TOP_KEYS = ("version", "method", "combine", "solver", "groups")
 GROUP_KEYS = ("layers", "grid", "parts")
@@ -51,8 +50,8 @@ class PlanReader(NodeReader):
             if required not in top:
                 self.fail(root, required, f"missing key {required!r}")
         self.version(top["version"][1])
-        method = self.choice(top["method"][1], "method", METHODS) if "method" in top else "lipsdp-neuron"
-        combine = self.choice(top["combine"][1], "combine", COMBINES) if "combine" in top else "auto"
+        method = self.choice(top["method"][1], "method", words(Method)) if "method" in top else DEFAULT_METHOD
+        combine = self.choice(top["combine"][1], "combine", words(Combine)) if "combine" in top else DEFAULT_COMBINE
         solver = self.solver(top["solver"][1]) if "solver" in top else {}
         return Plan(self.groups(top["groups"][1]), method=method, combine=combine, solver=solver)
 

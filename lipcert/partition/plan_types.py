@@ -6,15 +6,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-METHODS = ("naive", "lipsdp-neuron", "lipsdp-layer")
-COMBINES = ("paper", "overlap", "pou", "coupled", "auto")
-# auto: coupled where its single SDP is affordable, overlap (independent, reusable tiles) elsewhere
-# The same defaults as lipcert.sdp.solve.SolverSettings, chosen there by measurement (eps 1e-3 with
-# warm-started tightening gave the best verified bound per second); kept as plain values so that
-# reading a plan does not import the solver stack.
-DEFAULT_SOLVER: dict[str, Any] = {"eps": 1e-3, "max_iters": 20_000, "time_limit": None, "warm_start": True}
+from lipcert.defaults import DEFAULT_COMBINE, DEFAULT_METHOD, DEFAULT_SOLVER
+from lipcert.vocabulary import Combine, Method, choices
 
-DEFAULT_MAX_BLOCK_SIZE = 600  # LMI side per block (the CLI's --max-block-size default)
 OUTPUT = "output"  # how plans (YAML, messages) name the output group
 
 Tiling = tuple[int, ...]  # (rows, cols) for a grid, (parts,) for neuron ranges
@@ -66,8 +60,8 @@ OUTPUT_GROUP = GroupPlan(OUTPUT, OUTPUT, parts=1, output=True)
 @dataclass(frozen=True)
 class Plan:
     groups: tuple[GroupPlan, ...]
-    method: str = "lipsdp-neuron"
-    combine: str = "auto"
+    method: Method = DEFAULT_METHOD
+    combine: Combine = DEFAULT_COMBINE
     solver: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SOLVER))
     warnings: tuple[str, ...] = ()  # e.g. auto_plan blocks that stay over budget
 
@@ -78,10 +72,11 @@ class Plan:
             raise ValueError("the output group can only be the last group")
         if self.groups[0].output:
             raise ValueError("the output group cannot be the only group: a plan must cover the activation layers")
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; expected one of {', '.join(METHODS)}")
-        if self.combine not in COMBINES:
-            raise ValueError(f"unknown combine {self.combine!r}; expected one of {', '.join(COMBINES)}")
+        for name, kind in (("method", Method), ("combine", Combine)):
+            value = getattr(self, name)
+            if value not in kind._value2member_map_:
+                raise ValueError(f"unknown {name} {str(value)!r}; expected one of {choices(kind)}")
+            object.__setattr__(self, name, kind(value))
         unknown = set(self.solver) - set(DEFAULT_SOLVER)
         if unknown:
             raise ValueError(f"unknown solver settings {sorted(unknown)}; expected {list(DEFAULT_SOLVER)}")
