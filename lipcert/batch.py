@@ -9,23 +9,17 @@ uninterrupted one.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from lipcert.errors import BadInputError, LipcertError
+from lipcert.errors import EXIT_UNSUPPORTED, BadInputError, LipcertError
 from lipcert.estimate import EstimateOptions, ProgressCallback, estimate
 from lipcert.load import file_sha256, load_model
-from lipcert.report import write_atomic
-
-BATCH_COLUMNS = (
-    "file", "sha256", "status", "bound", "method", "combine", "plan",
-    "blocks", "reused_blocks", "fallback_blocks", "exit_code", "error",
-)  # fmt: skip
+from lipcert.report.files import write_atomic
+from lipcert.report.tables import rows_csv
 
 
 @dataclass(frozen=True)
@@ -107,7 +101,7 @@ def _estimate_row(
     except LipcertError as err:
         return BatchRow(str(path), digest, "error", exit_code=err.exit_code, error=str(err))
     except MemoryError:
-        return BatchRow(str(path), digest, "error", exit_code=5, error="out of memory")
+        return BatchRow(str(path), digest, "error", exit_code=EXIT_UNSUPPORTED, error="out of memory")
     distinct = len(cert.blocks) - cert.reused_blocks
     report.cached_blocks += cert.cached_blocks
     report.solved_blocks += distinct - cert.cached_blocks
@@ -121,7 +115,7 @@ def _estimate_row(
         plan=cert.plan,
         blocks=len(cert.blocks),
         reused_blocks=cert.reused_blocks,
-        fallback_blocks=sum(b.source.startswith("fallback") for b in cert.blocks),
+        fallback_blocks=sum(b.fallback for b in cert.blocks),
     )
 
 
@@ -130,14 +124,3 @@ def _model_key(digest: str, options: EstimateOptions) -> str:
     relevant = {k: v for k, v in asdict(options).items() if k not in ("workers", "scheduler", "cache_dir")}
     text = json.dumps([digest, relevant], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def rows_csv(rows: list[BatchRow]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(BATCH_COLUMNS)
-    for row in rows:
-        values = asdict(row)
-        values["bound"] = "" if row.bound is None else repr(row.bound)
-        writer.writerow([values[c] for c in BATCH_COLUMNS])
-    return buffer.getvalue()

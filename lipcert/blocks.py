@@ -10,14 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lipcert.execute import BlockJob, job_key
+from lipcert.combine import RULES, Solves, pou_weights, resolve_rule
+from lipcert.defaults import DEFAULT_MAX_BLOCK_SIZE, SolverSettings
+from lipcert.jobs import BlockJob, job_key
 from lipcert.network.form import Network
-from lipcert.partition.block_sizes import block_size
-from lipcert.partition.combine import pou_weights
-from lipcert.partition.plan import DEFAULT_MAX_BLOCK_SIZE, GroupPlan, Plan, group_network, group_tiles
+from lipcert.partition.decompose import block_decomposition
+from lipcert.partition.plan import GroupPlan, Plan, group_network, group_tiles
 from lipcert.partition.tiles import Tile, block_key, extract_tile
-from lipcert.sdp.chordal import ChordalChoice, chordal_choice
-from lipcert.sdp.solve import SolverSettings
+from lipcert.vocabulary import GroupRule, Method
 
 
 @dataclass(frozen=True)
@@ -26,19 +26,12 @@ class PreparedGroup:
     plan: GroupPlan
     net: Network  # the depth group as a network of its own
     tiles: tuple[Tile, ...]
-    jobs: tuple[BlockJob, ...]  # one per tile (in tile order), or one for a coupled group
-    combine: str  # how this group's tile results combine ("single" for one tile)
+    jobs: tuple[BlockJob, ...]  # one per tile (in tile order), or one for the whole group
+    rule: GroupRule  # how this group's tile results combine
 
     @property
     def label(self) -> str:
         return self.plan.label
-
-
-# combine "auto" couples a group's tiles when its one SDP costs at most this many SCS iterations of
-# blocks at the size budget (the cost of an iteration is cubic in each PSD block's side). Above it,
-# the tiles are solved as independent blocks (reused where identical, run in parallel) and
-# combined by "overlap": on the CIFAR nets the coupled SDP of 64 tiles of ~440 took over 50 min.
-COUPLED_BUDGET = 4
 
 
 def prepare_groups(
@@ -57,33 +50,6 @@ def prepare_groups(
     ]
 
 
-def block_decomposition(block: Network, max_block_size: int) -> ChordalChoice | None:
-    """How a block is solved: over chordal cliques (when that pays and fits), else None (one constraint)."""
-    return _decomposition(block_key(block), block, max_block_size)
-
-
-_DECISIONS: dict[tuple[str, int], ChordalChoice | None] = {}
-
-
-def _decomposition(key: str, block: Network, max_block_size: int) -> ChordalChoice | None:
-    # Interior tiles repeat, and the minimum-degree ordering costs up to seconds: decide once per block.
-    if (key, max_block_size) not in _DECISIONS:
-        _DECISIONS[key, max_block_size] = chordal_choice(block, max_block_size, block_size(block))
-    return _DECISIONS[key, max_block_size]
-
-
-def resolve_combine(combine: str, method: str, tiles: tuple[Tile, ...], max_block_size: int) -> str:
-    """The mode a group's tiles actually combine by ("single" for one tile)."""
-    if len(tiles) == 1:
-        return "single"
-    if combine == "auto":
-        cost = sum(float(t.net.lmi_size) ** 3 for t in tiles)
-        combine = "coupled" if cost <= COUPLED_BUDGET * float(max_block_size) ** 3 else "overlap"
-    if combine == "coupled" and method != "neuron":
-        return "overlap"  # the coupled SDP splits per-neuron multipliers; see README
-    return combine
-
-
 def _prepare(
     net: Network,
     index: int,
@@ -96,40 +62,41 @@ def _prepare(
 ) -> PreparedGroup:
     gnet = group_network(net, group, plan)
     tiles = tuple(extract_tile(gnet, rows) for rows in group_tiles(net, group, plan))
-    method = plan.method.removeprefix("lipsdp-")
-    combine = resolve_combine(plan.combine, method, tiles, max_block_size)
+    method = Method(plan.method)
+    rule = resolve_rule(plan.combine, method, [t.net.lmi_size for t in tiles], max_block_size)
     budget = max_block_size if chordal else None  # None: no chordal decisions
-    if combine == "single":
+    solves = RULES[rule].solves
+    if solves is Solves.GROUP:
         jobs = (_job(gnet, method, settings, None, budget, clique_target),)  # compressed unless chordal
-    elif combine == "coupled":
-        jobs = (_coupled_job(gnet, tiles, settings),)
-    elif combine == "pou":
+    elif solves is Solves.COUPLED:
+        jobs = (_coupled_job(gnet, method, tiles, settings),)
+    elif solves is Solves.WEIGHTED_TILES:
         weights = pou_weights([t.input_index for t in tiles], gnet.n_x)
         jobs = tuple(_job(t.net, method, settings, w, budget) for t, w in zip(tiles, weights))
     else:
         jobs = tuple(_job(t.net, method, settings, None, budget) for t in tiles)
-    return PreparedGroup(index, group, gnet, tiles, jobs, combine)
+    return PreparedGroup(index, group, gnet, tiles, jobs, rule)
 
 
 def _job(
     block: Network,
-    method: str,
+    method: Method,
     settings: SolverSettings,
     weights: np.ndarray | None,
     max_block_size: int | None,
     target: int | None = None,
 ) -> BlockJob:
     key = block_key(block)
-    if target is None and max_block_size is not None and method == "neuron" and weights is None:
-        choice = _decomposition(key, block, max_block_size)
+    if target is None and max_block_size is not None and method is Method.NEURON and weights is None:
+        choice = block_decomposition(block, max_block_size, key)
         target = choice.target if choice is not None else None
     solve_key = job_key(key, method, settings, weights, target)
     return BlockJob(solve_key, block, method, settings, weights, clique_target=target)
 
 
-def _coupled_job(gnet: Network, tiles: tuple[Tile, ...], settings: SolverSettings) -> BlockJob:
+def _coupled_job(gnet: Network, method: Method, tiles: tuple[Tile, ...], settings: SolverSettings) -> BlockJob:
     keys = "|".join([block_key(gnet), *(block_key(t.net) for t in tiles)])
-    return BlockJob(job_key(keys, "coupled", settings, None), gnet, "coupled", settings, tiles=tiles)
+    return BlockJob(job_key(keys, "coupled", settings, None), gnet, method, settings, tiles=tiles)
 
 
 def distinct_jobs(groups: list[PreparedGroup]) -> tuple[list[BlockJob], int]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lipcert.execute import BlockOutcome
-from lipcert.report import write_atomic
+from lipcert.jobs import BlockOutcome
+from lipcert.report.files import write_atomic
 
 
 class BlockCache:

@@ -10,38 +10,55 @@ from pathlib import Path
 import numpy as np
 
 from lipcert.blocks import PreparedGroup, distinct_jobs, prepare_groups
+from lipcert.combine import RULES, combine_depth
+from lipcert.defaults import DEFAULT_COMBINE, DEFAULT_MAX_BLOCK_SIZE, DESCENT_SECONDS, SolverSettings
 from lipcert.errors import BadInputError, ModelTooLargeError
-from lipcert.execute import BlockOutcome, run_jobs
+from lipcert.execute import run_jobs
+from lipcert.jobs import BlockOutcome
 from lipcert.load import LoadedModel
 from lipcert.naive import naive_bound
 from lipcert.network.form import Network
 from lipcert.outputs import select_outputs
-from lipcert.partition.combine import combine_depth, combine_overlap, combine_paper, combine_pou
-from lipcert.partition.plan import GroupPlan, Plan, auto_plan, load_plan, split_plan
+from lipcert.partition.plan import (
+    Plan,
+    auto_plan,
+    couple_across_groups,
+    load_plan,
+    plan_block_sizes,
+    solved_block_sizes,
+    split_plan,
+    whole_plan,
+)
 from lipcert.result import BlockResult, Certificate, GroupResult
-from lipcert.sdp.sequential import DESCENT_SECONDS, sequential_bound
-from lipcert.sdp.solve import SolverSettings
-
-METHODS = ("naive", "lipsdp-neuron", "lipsdp-layer")
-COMBINE_MODES = ("paper", "overlap", "pou", "coupled", "auto")
-DEFAULT_MAX_BLOCK = 600  # LMI side per block: an SCS solve of seconds, not minutes, on 2 cores
-DEFAULT_COMBINE = "auto"
+from lipcert.sdp.sequential import sequential_bound
+from lipcert.vocabulary import Combine, GroupRule, Method, choices
 
 
 @dataclass(frozen=True)
 class EstimateOptions:
-    method: str | None = None  # None: the plan's, else lipsdp-neuron
+    """What to certify and how. Strings are accepted for method and combine (e.g. "lipsdp-layer")."""
+
+    method: Method | None = None  # None: the plan's, else lipsdp-neuron
     split: tuple[int, int] | None = None
     plan_path: Path | None = None
-    combine: str | None = None  # None: the plan's, else DEFAULT_COMBINE
+    combine: Combine | None = None  # None: the plan's, else DEFAULT_COMBINE
     solver: dict | None = None  # overrides of the plan's solver settings (eps, max_iters, time_limit, warm_start)
-    max_block_size: int = DEFAULT_MAX_BLOCK
+    max_block_size: int = DEFAULT_MAX_BLOCK_SIZE
     workers: int = 1
     scheduler: str | None = None
     cache_dir: Path | None = None
     selection: np.ndarray | None = None  # (k, n_y): certify x -> selection @ f(x) instead of f
     selection_label: str = "all outputs"
     chordal: bool = True  # False: every block one PSD constraint (benchmarks compare against it)
+
+    def __post_init__(self) -> None:
+        for name, kind in (("method", Method), ("combine", Combine)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if value not in kind._value2member_map_:
+                raise BadInputError(f"--{name} '{value}' is not one of {choices(kind)}")
+            object.__setattr__(self, name, kind(value))
 
 
 ProgressCallback = Callable[[BlockOutcome, int, int], None]  # outcome, done, total
@@ -76,10 +93,10 @@ def estimate_many(
     for k, opts in enumerate(options):
         net = model.network if opts.selection is None else select_outputs(model.network, opts.selection)
         plan = choose_plan(net, opts)
-        if plan.method == "naive" and opts.split is None and opts.plan_path is None:
+        if plan.method is Method.NAIVE and opts.split is None and opts.plan_path is None:
             done[k] = _naive_certificate(model, net, plan, opts, start)
             continue
-        plan, target = couple_across_groups(net, plan, opts.max_block_size) if opts.chordal else (plan, None)
+        plan, target = plan_to_run(net, plan, opts)
         _check_block_sizes(net, plan, opts)
         settings = resolve_settings(plan, opts)
         groups = prepare_groups(net, plan, settings, opts.max_block_size, target, opts.chordal)
@@ -109,7 +126,7 @@ def _naive_certificate(
         input_shape=net.input_shape,
         output_shape=net.output_shape,
         notes=("naive: product of certified norms over the whole network",),
-        groups=(GroupResult(0, "whole network", (1,), "single", block.bound),),
+        groups=(GroupResult(0, "whole network", (1,), GroupRule.SINGLE, block.bound),),
         selection=opts.selection_label,
     )
 
@@ -124,7 +141,7 @@ def _certificate(
 ) -> Certificate:
     _, reused = distinct_jobs(p.groups)
     blocks, bounds, notes = _combine_groups(p.groups, outcomes)
-    group_results = tuple(GroupResult(g.index, g.label, g.plan.tiling, g.combine, b) for g, b in zip(p.groups, bounds))
+    group_results = tuple(GroupResult(g.index, g.label, g.plan.tiling, g.rule, b) for g, b in zip(p.groups, bounds))
     bound, chain_notes = whole_chain_bound(p.net, p.plan, len(p.groups), combine_depth(bounds), chain_seconds)
     notes += chain_notes
     return Certificate(
@@ -132,7 +149,7 @@ def _certificate(
         sha256=model.sha256,
         bound=bound,
         method=p.plan.method,
-        combine=p.plan.combine if p.plan.method != "naive" else None,
+        combine=p.plan.combine if p.plan.method is not Method.NAIVE else None,
         plan=describe(p.plan),
         blocks=tuple(blocks),
         seconds=time.perf_counter() - start,
@@ -155,7 +172,7 @@ def whole_chain_bound(
     331969 against the product's 729699). Both are proven, so the smaller is certified.
     Explicit combination modes stay as they are, so that they can be compared.
     """
-    if n_groups < 2 or plan.combine != "auto" or plan.method == "naive":
+    if n_groups < 2 or plan.combine is not Combine.AUTO or plan.method is Method.NAIVE:
         return product, []
     start = time.perf_counter()
     found = sequential_bound(net, seconds)
@@ -172,8 +189,6 @@ def whole_chain_bound(
 
 def choose_plan(net: Network, options: EstimateOptions) -> Plan:
     """--plan FILE, else --split RxC, else the automatic plan; CLI choices override the file's."""
-    if options.method is not None and options.method not in METHODS:
-        raise BadInputError(f"--method '{options.method}' is not one of {', '.join(METHODS)}")
     if options.plan_path is not None:
         plan = load_plan(options.plan_path, net)
     elif options.split == (1, 1):
@@ -190,43 +205,13 @@ def choose_plan(net: Network, options: EstimateOptions) -> Plan:
     return replace(plan, **overrides) if overrides else plan
 
 
-def couple_across_groups(net: Network, plan: Plan, max_block_size: int) -> tuple[Plan, int | None]:
-    """`coupled` over several depth groups: the whole network as one SDP over chordal cliques.
+def plan_to_run(net: Network, plan: Plan, options: EstimateOptions) -> tuple[Plan, int | None]:
+    """The plan as it is solved, and the chordal merge target of its one block (None: none forced).
 
-    The product of group bounds loses what the cuts ignore (105.4 against the full 70.3
-    on digits_chain at --split 2x2). The full LMI's chordal extension couples the groups
-    exactly (lipcert.sdp.chordal); its cliques are merged up to the plan's largest block,
-    so an SCS iteration costs about what the plan's blocks cost. Returns the plan to run
-    and the merge target, or the plan unchanged (groups multiply) when the full LMI is too
-    large to verify or its cliques do not fit max_block_size.
+    `coupled` over several depth groups becomes one block over chordal cliques where that fits
+    (partition.auto.couple_across_groups); everything else runs as planned.
     """
-    if plan.combine != "coupled" or plan.method != "lipsdp-neuron" or len(plan.groups) < 2:
-        return plan, None
-    from lipcert.partition.plan import plan_block_sizes
-    from lipcert.sdp.chordal import MAX_CLIQUE, VERIFY_LIMIT, chordal_tree
-
-    why = None
-    limit = min(max_block_size, MAX_CLIQUE)
-    if net.lmi_size > VERIFY_LIMIT:
-        why = f"the full LMI ({net.lmi_size}) is above {VERIFY_LIMIT}, the largest verified in one piece"
-    elif (largest := chordal_tree(net).largest) > limit:
-        why = f"its chordal extension has a clique of {largest}, above {limit} (chordal solves use cliques up to that)"
-    if why is not None:
-        note = f"coupled: the depth groups multiply, because {why}"
-        return replace(plan, warnings=(*plan.warnings, note)), None
-    target = max(min(max(int(max(sizes)) for sizes in plan_block_sizes(net, plan)), limit), largest)
-    note = (
-        f"coupled: the {len(plan.groups)} depth groups are solved as one SDP over the cliques of the full "
-        f"LMI's chordal extension, merged up to {target} (the plan's largest block); it equals the full LipSDP"
-    )
-    whole = replace(whole_plan(net), method=plan.method, combine=plan.combine, solver=plan.solver)
-    return replace(whole, warnings=(*plan.warnings, note)), target
-
-
-def whole_plan(net: Network) -> Plan:
-    if not net.layers:
-        raise BadInputError("the model has no activation layers: it is linear; use --method naive")
-    return Plan((GroupPlan(net.layers[0].name, net.layers[-1].name, parts=1),))
+    return couple_across_groups(net, plan, options.max_block_size) if options.chordal else (plan, None)
 
 
 def resolve_settings(plan: Plan, options: EstimateOptions) -> SolverSettings:
@@ -262,10 +247,8 @@ def effective_lmi_size(net: Network) -> int:
 
 def _check_block_sizes(net: Network, plan: Plan, options: EstimateOptions) -> None:
     """Refuse before solving when a block is above the limit, with the size and a way out."""
-    if plan.method == "naive":
+    if plan.method is Method.NAIVE:
         return
-    from lipcert.partition.plan import plan_block_sizes
-
     budget = options.max_block_size
     solved = solved_block_sizes(net, plan, budget if options.chordal else None)
     for group, sizes, side in zip(plan.groups, plan_block_sizes(net, plan), solved):
@@ -278,34 +261,6 @@ def _check_block_sizes(net: Network, plan: Plan, options: EstimateOptions) -> No
                 "(--max-block-size), and no chordal decomposition of it fits that limit; use a finer "
                 "--split (e.g. --split 2x2) or leave out --split for the automatic plan"
             )
-
-
-def solved_block_sizes(net: Network, plan: Plan, max_block_size: int | None) -> list[int]:
-    """Per group, the side of the largest PSD constraint SCS will see.
-
-    That is the largest block's LMI side, except for a one-block group above max_block_size
-    that is solved over chordal cliques which fit it (blocks.block_decomposition): then the
-    largest clique. max_block_size None: no chordal solves.
-    """
-    from lipcert.partition.plan import plan_block_sizes
-
-    out = []
-    for group, sizes in zip(plan.groups, plan_block_sizes(net, plan)):
-        side = int(max(sizes))
-        if max_block_size is not None and side > max_block_size:
-            choice = _decomposition(net, plan, group, max_block_size)
-            side = choice.largest if choice is not None else side
-        out.append(side)
-    return out
-
-
-def _decomposition(net: Network, plan: Plan, group: GroupPlan, max_block_size: int):  # noqa: ANN202
-    if group.n_tiles != 1 or plan.method != "lipsdp-neuron":
-        return None
-    from lipcert.blocks import block_decomposition
-    from lipcert.partition.plan import group_network
-
-    return block_decomposition(group_network(net, group, plan), max_block_size)
 
 
 def _solve(
@@ -357,7 +312,7 @@ def _combine_groups(
         bound = _combine_group(group, group_outcomes)
         naive = naive_bound(group.net)
         if naive < bound:  # both are sound; report the tighter, and say so
-            notes.append(f"group {group.label}: the naive bound {naive:.6g} beat {group.combine} {bound:.6g}")
+            notes.append(f"group {group.label}: the naive bound {naive:.6g} beat {group.rule} {bound:.6g}")
             bound = naive
         bounds.append(bound)
     return results, bounds, notes
@@ -365,15 +320,7 @@ def _combine_groups(
 
 def _combine_group(group: PreparedGroup, outcomes: list[BlockOutcome]) -> float:
     values = [o.bound for o in outcomes]
-    if group.combine in ("single", "coupled"):
-        return values[0]
-    if group.combine == "paper":
-        return combine_paper(values)
-    if group.combine == "overlap":
-        return combine_overlap(values, [t.input_index for t in group.tiles], group.net.n_x)
-    from lipcert.linalg import round_up
-
-    return combine_pou([round_up(v * v) for v in values])
+    return RULES[group.rule].bound(values, [t.input_index for t in group.tiles], group.net.n_x)
 
 
 def _block_result(group: int, tile: int, outcome: BlockOutcome, reused: bool) -> BlockResult:
@@ -387,4 +334,5 @@ def _block_result(group: int, tile: int, outcome: BlockOutcome, reused: bool) ->
         reused=reused,
         key=outcome.key,
         raw_objective=outcome.raw_objective,
+        fallback=outcome.fallback,
     )

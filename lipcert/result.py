@@ -1,12 +1,11 @@
 """The results lipcert reports: per-block certificates and the combined certificate.
 
-The JSON form is versioned (SCHEMA_VERSION) and documented in README.md.
+The JSON form (lipcert.report.documents) is versioned (SCHEMA_VERSION) and documented in README.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 SCHEMA_VERSION = 1
 
@@ -22,6 +21,7 @@ class BlockResult:
     reused: bool = False  # identical to an earlier block: its verified result was reused
     key: str = ""  # hash of the block's matrices
     raw_objective: float | None = None  # the solver's own value, for diagnosis only; NOT a bound
+    fallback: bool = False  # LipSDP could not be certified for this block: its bound is the naive one
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,3 @@ class Certificate:
     @property
     def reused_blocks(self) -> int:
         return sum(b.reused for b in self.blocks)
-
-    def to_json(self) -> dict[str, Any]:
-        from lipcert.versions import versions
-
-        data = asdict(self)
-        data["schema_version"] = SCHEMA_VERSION
-        data["reused_blocks"] = self.reused_blocks
-        data["ratio"] = self.ratio
-        data["versions"] = versions()
-        return data

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from functools import cache
 
-import cvxpy as cp
 import numpy as np
 from convnets import INPUT, Conv, empirical_lower_bound, random_convnet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lipcert.network.form import Network
+from lipcert.partition import decompose
 from lipcert.sdp import chordal
 from lipcert.sdp.certify import certify_block
 from lipcert.sdp.lipsdp import lmi_matrix
+from lipcert.vocabulary import Method
 
 
 @st.composite
@@ -67,14 +68,13 @@ def test_clique_matrices_sum_to_the_full_lmi(net: Network, seed: int) -> None:
     """Embedded and summed, the clique matrices are L(λ, ρ) for any λ, ρ and slacks: the slacks cancel."""
     rng = np.random.default_rng(seed)
     tree = chordal.chordal_tree(net, 20)
-    model = chordal.chordal_model(net, "neuron", tree)
-    theta = rng.normal(size=model.theta.size)
-    model.theta.value = theta
+    parts = chordal.chordal_parts(net, Method.NEURON, tree)
+    theta = rng.normal(size=parts.n_theta)
     n = net.lmi_size
     total = np.zeros((n, n))
-    psd = [c for c in model.problem.constraints if isinstance(c, cp.constraints.PSD)]
-    for members, constraint in zip(tree.cliques, psd):
-        total[np.ix_(members, members)] -= constraint.args[0].value  # constraints read -(clique matrix) >= 0
+    for members, part in zip(tree.cliques, parts.parts):
+        minus = (part.G @ theta + part.g).reshape(part.side, part.side, order="F")
+        total[np.ix_(members, members)] -= minus  # parts read -(clique matrix) >= 0
     lam, rho = theta[: net.n_w], theta[-1]
     expected = lmi_matrix(net, lam, rho).toarray()
     np.testing.assert_allclose(total, expected, atol=1e-9 * max(1.0, np.abs(expected).max()))
@@ -88,8 +88,8 @@ def _conv_net() -> Network:
 
 def test_chordal_solve_matches_the_full_lipsdp_and_is_above_the_lower_bound() -> None:
     net = random_convnet((1, 6, 6), [Conv(3), Conv(3)], Conv(2, kernel=1, padding=0), seed=3).form  # LMI 252
-    full = certify_block(net, "neuron")
-    split = certify_block(net, "neuron", clique_target=80)
+    full = certify_block(net, Method.NEURON)
+    split = certify_block(net, Method.NEURON, clique_target=80)
     assert split.source == full.source == "lipsdp-neuron"
     assert len(split.cliques) > 1 and max(split.cliques) < net.lmi_size
     assert split.lmi_size_solved == max(split.cliques)
@@ -99,11 +99,11 @@ def test_chordal_solve_matches_the_full_lipsdp_and_is_above_the_lower_bound() ->
 
 def test_choice_refuses_what_it_cannot_verify_or_fit(monkeypatch) -> None:
     net = _conv_net()
-    choice = chordal.chordal_choice(net, 600)
+    choice = decompose.chordal_choice(net, 600)
     assert choice is not None and choice.largest <= 600 and choice.n_cliques > 1
-    assert chordal.chordal_choice(net, 10) is None  # no clique fits a budget of 10
-    monkeypatch.setattr(chordal, "VERIFY_LIMIT", net.lmi_size - 1)
-    assert chordal.chordal_choice(net, 600) is None  # the full LMI could not be verified in one piece
+    assert decompose.chordal_choice(net, 10) is None  # no clique fits a budget of 10
+    monkeypatch.setattr(decompose, "VERIFY_LIMIT", net.lmi_size - 1)
+    assert decompose.chordal_choice(net, 600) is None  # the full LMI could not be verified in one piece
 
 
 def test_coupled_split_couples_the_depth_groups_within_one_percent_of_the_full_lipsdp() -> None:
@@ -115,7 +115,7 @@ def test_coupled_split_couples_the_depth_groups_within_one_percent_of_the_full_l
     from lipcert.load import load_model
 
     model = load_model(Path(__file__).resolve().parents[1] / "sample_models" / "digits_chain.onnx")
-    full = certify_block(model.network, "neuron")
+    full = certify_block(model.network, Method.NEURON)
     coupled = estimate(model, EstimateOptions(split=(2, 2), combine="coupled"))
     overlap = estimate(model, EstimateOptions(split=(2, 2), combine="overlap"))
     assert len(overlap.groups) == 2 and len(coupled.groups) == 1

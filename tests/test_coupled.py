@@ -1,8 +1,7 @@
-"""Coupled mode (d) and the verified single-block solves it shares its machinery with."""
+"""Coupled mode (d): one SDP over a group's tiles, built from the one LMI assembly, verified by the one verifier."""
 
 from __future__ import annotations
 
-import math
 from functools import cache
 
 import numpy as np
@@ -10,13 +9,21 @@ import pytest
 import scipy.sparse as sp
 from convnets import Conv, empirical_lower_bound, linear_map, random_convnet
 
+from lipcert.combine import combine_overlap, combine_paper, combine_pou, pou_weights
+from lipcert.defaults import SolverSettings
 from lipcert.network.form import Layer, Network
-from lipcert.partition import coupled, tile_lmi
-from lipcert.partition.combine import combine_overlap, combine_paper, combine_pou, pou_weights
-from lipcert.partition.coupled import SdpSettings, coupled_lipsdp, weighted_lipsdp
 from lipcert.partition.tiles import Tile, extract_tile, spatial_tiles
+from lipcert.sdp import coupled
+from lipcert.sdp.certify import certify_block
+from lipcert.sdp.model import build_problem
+from lipcert.sdp.solve import solve_lipsdp
+from lipcert.sdp.verify import verify_multipliers
+from lipcert.vocabulary import Method
+from tests.support import dense_lipsdp
 
-LOOSE = SdpSettings(eps=1e-3)
+NEURON = Method.NEURON
+LOOSE = SolverSettings(eps=1e-3)
+SLOPPY = SolverSettings(eps=1e-2, eps_min=1e-2)  # one solve at 1e-2: bounds are verified anyway
 
 
 @cache
@@ -29,24 +36,45 @@ def _tiles(net: Network, rows: int, cols: int) -> list[Tile]:
     return [extract_tile(net, t) for t in spatial_tiles(net.output_shape, rows, cols)]
 
 
+def _full_lmi(net: Network, lam: np.ndarray, rho: float) -> np.ndarray:
+    """L(λ, ρ) written densely from MATH.md §2, independently of lipcert's assembly."""
+    M = np.hstack([net.A.toarray(), net.B.toarray()])
+    Y = np.hstack([net.C.toarray(), net.D.toarray()])
+    n_x = net.n_x
+    E = np.eye(net.lmi_size)[n_x:]
+    L = Y.T @ Y
+    L[np.arange(n_x), np.arange(n_x)] -= rho
+    a, b = net.alpha, net.beta
+    for j in range(net.n_w):
+        m, e = M[j][:, None], E[j][:, None]
+        L += lam[j] * (-a[j] * b[j] * m @ m.T + 0.5 * (a[j] + b[j]) * (m @ e.T + e @ m.T) - e @ e.T)
+    return L
+
+
+@cache
+def _tiny() -> Network:
+    """4x4 input, 2 channels: LMI side 48, small enough for an interior-point reference."""
+    return random_convnet((1, 4, 4), [Conv(2)], Conv(2), seed=0).form
+
+
 def test_coupled_matches_full_lipsdp_and_every_mode_is_above_the_lower_bound() -> None:
-    net = _example()
+    net = _tiny()
     lower = empirical_lower_bound(net, samples=100)
-    full = weighted_lipsdp(net, settings=LOOSE)
+    full = dense_lipsdp(net)  # an independent interior-point reference
     tiles = _tiles(net, 2, 2)
-    both = coupled_lipsdp(net, tiles, LOOSE)
-    assert abs(both.bound - full.bound) <= 0.01 * full.bound
-    sloppy = SdpSettings(eps=1e-2)  # the tile bounds are verified anyway; only the order matters here
-    per_tile = [weighted_lipsdp(t.net, settings=sloppy).bound for t in tiles]
+    both = certify_block(net, NEURON, LOOSE, tiles=tiles)
+    assert both.source == "lipsdp-neuron" and both.cliques == tuple(t.net.lmi_size for t in tiles)
+    assert full <= both.bound <= 1.01 * full
+    per_tile = [certify_block(t.net, NEURON, SLOPPY).bound for t in tiles]
     K = [t.input_index for t in tiles]
     weights = pou_weights(K, net.n_x)
-    rhos = [weighted_lipsdp(t.net, w, sloppy).rho for t, w in zip(tiles, weights)]
+    rhos = [certify_block(t.net, NEURON, SLOPPY, input_weights=w).bound ** 2 for t, w in zip(tiles, weights)]
     modes = {
         "paper": combine_paper(per_tile),
         "overlap": combine_overlap(per_tile, K, net.n_x),
         "pou": combine_pou(rhos),
         "coupled": both.bound,
-        "full": full.bound,
+        "full": full,
     }
     assert all(value >= lower for value in modes.values()), (lower, modes)
     assert modes["overlap"] <= modes["paper"]
@@ -63,38 +91,42 @@ def _nonnegative_net() -> tuple[Network, float]:
 
 def test_verified_bounds_are_sound_even_from_a_loose_solve() -> None:
     net, true = _nonnegative_net()
-    sloppy = SdpSettings(eps=1e-2, retries=3)
-    full = weighted_lipsdp(net, settings=sloppy)
+    full = certify_block(net, NEURON, SLOPPY)
     assert full.bound >= true
-    both = coupled_lipsdp(net, _tiles(net, 2, 2), sloppy)
+    both = certify_block(net, NEURON, SLOPPY, tiles=_tiles(net, 2, 2))
     assert both.bound >= true
     assert both.bound <= 1.05 * true  # and LipSDP is nearly exact here
-    assert all(s >= 0 for s in both.raised_by)
-
-
-def test_coupled_rho_is_the_worst_pixel_sum_of_the_verified_weights() -> None:
-    net, _ = _nonnegative_net()
-    tiles = _tiles(net, 2, 1)
-    cert = coupled_lipsdp(net, tiles, SdpSettings(eps=1e-2, retries=3))
-    sums = np.zeros(net.n_x)
-    for tile, d in zip(tiles, cert.input_weights):
-        sums[tile.input_index] += d
-    assert cert.rho >= sums.max() and cert.rho <= sums.max() * (1 + 1e-12)
-    assert cert.bound**2 >= cert.rho
 
 
 def test_tile_certificates_sum_to_a_full_lmi_certificate() -> None:
-    """The soundness argument, numerically: lam_j = sum_i lam_ij and rho make the full LMI <= 0."""
+    """The soundness argument, numerically: λ_j = Σ_i λ_ij and the SDP's ρ make the full LMI ⪯ 0
+    (up to the solver's tolerance), and the verified bound of those multipliers is at most sqrt(ρ)."""
     net, _ = _nonnegative_net()
     tiles = _tiles(net, 2, 2)
-    cert = coupled_lipsdp(net, tiles, SdpSettings(eps=1e-2, retries=3))
-    lam = np.zeros(net.n_w)
-    for tile, lam_i in zip(tiles, cert.multipliers):
-        lam[tile.neuron_index] += lam_i
-    full = tile_lmi.tile_lmi(net)
-    M = tile_lmi.assemble(full, lam, ())
-    M[np.arange(net.n_x), np.arange(net.n_x)] -= cert.rho
-    assert np.linalg.eigvalsh(M).max() <= 1e-9 * np.abs(M).max()
+    problem = build_problem(net, NEURON, tiles=tiles)
+    outcome = solve_lipsdp(problem, SolverSettings(eps=1e-6, max_iters=100_000))
+    assert outcome.status == "optimal"
+    lam, rho = outcome.multipliers, outcome.raw_objective
+    top = np.linalg.eigvalsh(_full_lmi(net, lam, rho)).max()
+    assert top <= 1e-5 * rho
+    check = verify_multipliers(net, lam)
+    assert check.certified and check.bound**2 <= rho * (1 + 1e-5)
+
+
+def test_stitched_multipliers_are_each_neurons_tile_sum() -> None:
+    net, _ = _nonnegative_net()
+    tiles = _tiles(net, 2, 1)
+    parts = coupled.coupled_parts(net, NEURON, tiles)
+    theta = np.arange(parts.n_theta, dtype=float) + 1.0
+    expected = np.zeros(net.n_w)
+    at = 0
+    for tile in tiles:
+        expected[tile.neuron_index] += theta[at : at + tile.neuron_index.size]
+        at += tile.neuron_index.size
+    np.testing.assert_array_equal(parts.lam_map @ theta, expected)
+    # the cover rows: Σ_{i ∋ k} d_i(k) − ρ for every pixel read
+    assert parts.linear.shape[0] == np.unique(np.concatenate([t.input_index for t in tiles])).size
+    assert np.all(parts.linear[:, -1].toarray() == -1.0)
 
 
 def _one_neuron(a: float, d: float) -> Network:
@@ -105,88 +137,78 @@ def _one_neuron(a: float, d: float) -> Network:
 
 @pytest.mark.parametrize(("lam_factor", "expected"), [(2.0, 1.0), (3.0, 9.0 / 8.0)])
 def test_verification_finds_the_smallest_rho_for_given_multipliers(lam_factor: float, expected: float) -> None:
-    """y = d relu(a x): M = [[-rho, lam a/2], [lam a/2, d^2 - lam]], so rho = lam^2 a^2 / (4 (lam - d^2))."""
+    """y = d relu(a x): L = [[-rho, lam a/2], [lam a/2, d^2 - lam]], so rho = lam^2 a^2 / (4 (lam - d^2))."""
     a, d = 1.5, 0.8
-    lmi = tile_lmi.tile_lmi(_one_neuron(a, d))
     lam = np.array([lam_factor * d * d])
-    rho = tile_lmi.verify_block(lmi, lam, (), np.zeros(1), np.ones(1))
+    check = verify_multipliers(_one_neuron(a, d), lam)
     exact = expected * (a * d) ** 2
-    assert exact <= rho <= exact * (1 + 1e-9)
+    assert check.how == "verified"
+    assert exact <= check.rho <= exact * (1 + 1e-9)
 
 
 def test_verification_refuses_an_indefinite_neuron_block() -> None:
-    lmi = tile_lmi.tile_lmi(_one_neuron(1.0, 1.0))
-    with pytest.raises(tile_lmi.NotDefinite):
-        tile_lmi.verify_block(lmi, np.array([0.5]), (), np.zeros(1), np.ones(1))  # lam < d^2
+    check = verify_multipliers(_one_neuron(1.0, 1.0), np.array([0.5]))  # lam < d^2: R is not negative definite
+    assert not check.certified and np.isinf(check.bound)
 
 
 def test_redundant_slack_pairs_are_pruned() -> None:
     """2x2 grid: the diagonal neighbours share only the centre, which the other two tiles hold."""
     net = _example()
-    stage = coupled.Stage(tuple(_tiles(net, 2, 2)), np.arange(net.n_x), net.n_x + np.arange(net.n_w))
-    pairs = coupled._overlapping_pairs([c.index for c in coupled._cliques([stage])])
+    index = [coupled.coordinates(net, t) for t in _tiles(net, 2, 2)]
+    pairs = coupled.overlapping_pairs(index)
     assert sorted((p.i, p.j) for p in pairs) == [(0, 1), (0, 2), (1, 3), (2, 3)]
+
+
+def test_slacks_make_the_coupled_sdp_tighter() -> None:
+    """MATH.md §4: coupled without the overlap slacks is looser than with them (there 1.328 against 1.163)."""
+    net = _tiny()
+    tiles = _tiles(net, 2, 2)
+    with_slacks = build_problem(net, NEURON, tiles=tiles)
+    without = build_problem(net, NEURON, tiles=tiles, slacks=False)
+    tight = solve_lipsdp(with_slacks, SolverSettings(eps=1e-4))
+    loose = solve_lipsdp(without, SolverSettings(eps=1e-4))
+    assert tight.raw_objective < 0.9 * loose.raw_objective
 
 
 def test_tiles_must_partition_the_outputs() -> None:
     net = _example()
     tiles = _tiles(net, 2, 2)
     with pytest.raises(ValueError, match="partition"):
-        coupled_lipsdp(net, tiles[:3], LOOSE)
+        coupled.coupled_parts(net, NEURON, tiles[:3])
+    assert certify_block(net, NEURON, LOOSE, tiles=tiles[:3]).is_fallback  # never an exception from a block
 
 
 def test_weights_are_checked() -> None:
     net = _example()
     with pytest.raises(ValueError, match="64 positive"):
-        weighted_lipsdp(net, np.zeros(net.n_x), LOOSE)
+        certify_block(net, NEURON, LOOSE, input_weights=np.zeros(net.n_x))
 
 
 def test_linear_tile_solve_bounds_its_norm() -> None:
     """Identity activations (slopes [1, 1]): the LipSDP value is ||W||_2 (approached from above)."""
     convnet = random_convnet((1, 4, 4), [Conv(2, activation="leaky_relu", param=1.0)], Conv(1), seed=4)
     net = convnet.form
-    cert = weighted_lipsdp(net, settings=LOOSE)
+    cert = certify_block(net, NEURON, LOOSE)
     true = float(np.linalg.norm(linear_map(net), 2))
     assert true <= cert.bound <= 1.02 * true
 
 
-def _two_stage_chain(net: Network) -> list[coupled.Stage]:
-    """Stage 0: the first layer cut 2x2; stage 1: the second layer and the output, one tile."""
-    from lipcert.partition.depth import depth_group
-
-    first, second = net.layers
-    g0, g1 = depth_group(net, 0, 0), depth_group(net, 1, 1)
-    stage0 = coupled.Stage(tuple(_tiles(g0, 2, 2)), np.arange(net.n_x), net.n_x + np.arange(first.start, first.stop))
-    tile1 = extract_tile(g1, np.arange(g1.n_y))
-    x1, w1 = net.n_x + np.arange(first.start, first.stop), net.n_x + np.arange(second.start, second.stop)
-    return [stage0, coupled.Stage((tile1,), x1, w1)]
+def test_a_coupled_solve_honours_the_time_limit() -> None:
+    """A tiny --time-limit stops the coupled SDP; the block then says so and falls back soundly."""
+    net = _example()
+    cert = certify_block(net, NEURON, SolverSettings(time_limit_secs=1e-4), tiles=_tiles(net, 2, 2))
+    assert cert.solver_status == "time_limit" and "time_limit" in cert.source
+    assert cert.bound >= empirical_lower_bound(net, samples=100)
 
 
-def test_depth_coupled_chain_certifies_the_full_lmi_and_beats_the_product() -> None:
-    """Two depth groups in one SDP: the summed multipliers make the full LMI <= 0 with rho, and the
-    bound lies between the empirical lower bound and the product of the groups' own bounds."""
-    from lipcert.partition.depth import depth_group
-
-    convnet = random_convnet((1, 6, 6), [Conv(2), Conv(2)], Conv(1), seed=5)
+def test_neurons_outside_every_cone_are_dropped_before_verification() -> None:
+    """A stride-2 convolution that never reads the last row of the first layer's map leaves neurons no
+    tile owns; they change nothing of y, and the coupled bound is still verified (not a fallback)."""
+    convnet = random_convnet((1, 7, 7), [Conv(1, kernel=3, padding=0)], Conv(1, kernel=2, stride=3, padding=0), seed=6)
     net = convnet.form
-    stages = _two_stage_chain(net)
-    cert = coupled.chain_lipsdp(stages, SdpSettings(eps=1e-4, retries=3))
-    lam = np.zeros(net.n_w)
-    for tile, lam_i, offset in zip([*stages[0].tiles, *stages[1].tiles], cert.multipliers, [0] * 4 + [1]):
-        start = net.layers[offset].start
-        lam[start + tile.neuron_index] += lam_i
-    M = tile_lmi.assemble(tile_lmi.tile_lmi(net), lam, ())
-    M[np.arange(net.n_x), np.arange(net.n_x)] -= cert.rho
-    assert np.linalg.eigvalsh(M).max() <= 1e-9 * np.abs(M).max()
-    product = math.prod(weighted_lipsdp(depth_group(net, k, k), settings=LOOSE).bound for k in (0, 1))
-    lower = empirical_lower_bound(net, samples=100)
-    assert lower <= cert.bound <= product
-    assert cert.solver_rho <= cert.rho * (1 + 1e-2)  # verification raised the solver's value, if at all, a little
-
-
-def test_a_chain_whose_stages_do_not_connect_is_refused() -> None:
-    convnet = random_convnet((1, 6, 6), [Conv(2), Conv(2)], Conv(1), seed=5)
-    stage0, stage1 = _two_stage_chain(convnet.form)
-    wrong = coupled.Stage(stage1.tiles, stage1.x_global + 10_000, stage1.w_global + 10_000)  # reads nothing of stage 0
-    with pytest.raises(ValueError, match="stages do not chain"):
-        coupled.chain_lipsdp([stage0, wrong], SdpSettings(eps=1e-2, retries=3))
+    tiles = _tiles(net, 1, 2)
+    live = np.unique(np.concatenate([t.neuron_index for t in tiles]))
+    assert live.size < net.n_w  # the premise: some neurons are in no cone
+    cert = certify_block(net, NEURON, LOOSE, tiles=tiles)
+    assert not cert.is_fallback
+    assert cert.bound >= dense_lipsdp(net) * (1 - 1e-6)

@@ -8,17 +8,21 @@ import numpy as np
 import pytest
 import scipy.io as sio
 import scipy.sparse as sp
+import scs
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from lipcert.defaults import SolverSettings
 from lipcert.naive import naive_bound
 from lipcert.network.activations import ACTIVATIONS
 from lipcert.network.form import Layer, Network
 from lipcert.sdp import solve as solve_module
 from lipcert.sdp.certify import certify_block
-from lipcert.sdp.lipsdp import balance, build_problem, coefficient_matrix, expand_multipliers, lmi_matrix
-from lipcert.sdp.solve import SolverSettings, solve_lipsdp
+from lipcert.sdp.lipsdp import balance, coefficient_matrix, expand_multipliers, lmi_matrix
+from lipcert.sdp.model import build_problem
+from lipcert.sdp.solve import solve_lipsdp
 from lipcert.sdp.verify import schur_rho, verify_multipliers
+from lipcert.vocabulary import Method
 
 ANCHORS = Path(__file__).resolve().parents[1] / ".." / "shared" / "anchors" / "lipsdp"
 TIGHT = SolverSettings(eps=1e-5, eps_min=1e-7, target_gap=1e-7)
@@ -122,10 +126,10 @@ def networks(draw: st.DrawFn) -> Network:
 # --- the reference networks --------------------------------------------------------------
 
 REFERENCES = [
-    ("random_weights.mat", "neuron", 36.482),
-    ("random_weights.mat", "layer", 39.839),
-    ("mnist_weights.mat", "neuron", 24.366),
-    ("mnist_weights.mat", "layer", 26.256),
+    ("random_weights.mat", Method.NEURON, 36.482),
+    ("random_weights.mat", Method.LAYER, 39.839),
+    ("mnist_weights.mat", Method.NEURON, 24.366),
+    ("mnist_weights.mat", Method.LAYER, 26.256),
 ]
 
 
@@ -136,7 +140,7 @@ def test_reference_networks(file: str, method: str, reference: float) -> None:
         pytest.skip(f"LipSDP anchors absent: {path} (the shared anchors directory is not mounted)")
     weights = [np.asarray(w, dtype=np.float64) for w in sio.loadmat(path)["weights"].ravel()]
     cert = certify_block(reference_chain(weights), method)
-    assert cert.source == f"lipsdp-{method}"
+    assert cert.source == str(method)
     # The published values are rounded to 3 decimals (MOSEK): allow half a unit below.
     assert reference - 5e-4 <= cert.bound <= reference * 1.003
 
@@ -148,7 +152,7 @@ def test_coefficients_match_numeric_lmi() -> None:
     net = build_network(3, [4, 5], ["leaky_relu", "tanh"], np.random.default_rng(0), residual=True)
     n = net.lmi_size
     zero = lmi_matrix(net, np.zeros(net.n_w), 0.0).toarray()
-    for method in ("neuron", "layer"):
+    for method in (Method.NEURON, Method.LAYER):
         F = coefficient_matrix(net, method)
         lam = np.random.default_rng(1).random(F.shape[1])
         from_f = (F @ lam).reshape(n, n, order="F") + zero
@@ -160,7 +164,7 @@ def test_balancing_is_an_exact_congruence() -> None:
     """ρ*(λ) of the balanced, output-scaled net equals c²ρ*(λ) for λ' = c²d²λ (wide layers: sparse norms)."""
     net = build_network(6, [70, 66], ["tanh", "leaky_relu"], np.random.default_rng(4), residual=True)
     balanced, d, c = balance(net)
-    lam = 1.5 * certify_block(net, "layer", SolverSettings(eps=1e-2, eps_min=1e-2)).multipliers
+    lam = 1.5 * certify_block(net, Method.LAYER, SolverSettings(eps=1e-2, eps_min=1e-2)).multipliers
     expected = schur_rho(net, lam) * c * c
     assert schur_rho(balanced, lam * c * c * d * d) == pytest.approx(expected, rel=1e-9)
 
@@ -168,7 +172,7 @@ def test_balancing_is_an_exact_congruence() -> None:
 def test_compiled_model_has_one_triangular_psd_cone() -> None:
     """cvxpy must pass the LMI as one svec PSD cone: n(n+1)/2 rows, no n² symmetry rows."""
     net = build_network(5, [8, 7], ["relu", "relu"], np.random.default_rng(2))
-    problem = build_problem(net, "neuron")
+    problem = build_problem(net, Method.NEURON)
     outcome = solve_lipsdp(problem)
     data = problem.compiled.data
     n = problem.solved_lmi_size
@@ -186,8 +190,8 @@ def test_compiled_model_has_one_triangular_psd_cone() -> None:
 def test_bounds_are_ordered(net: Network) -> None:
     lower = jacobian_lower_bound(net)
     naive = naive_bound(net)
-    neuron = certify_block(net, "neuron")
-    layer = certify_block(net, "layer")
+    neuron = certify_block(net, Method.NEURON)
+    layer = certify_block(net, Method.LAYER)
     event(f"neuron source: {neuron.source.split(':')[0]}")
     for cert in (neuron, layer):
         assert lower <= cert.bound * (1 + 1e-12)
@@ -200,8 +204,8 @@ def test_bounds_are_ordered(net: Network) -> None:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(networks())
 def test_neuron_not_above_layer_when_tight(net: Network) -> None:
-    neuron = certify_block(net, "neuron", TIGHT)
-    layer = certify_block(net, "layer", TIGHT)
+    neuron = certify_block(net, Method.NEURON, TIGHT)
+    layer = certify_block(net, Method.LAYER, TIGHT)
     assert neuron.bound <= layer.bound * (1 + 1e-6)
 
 
@@ -209,8 +213,8 @@ def test_neuron_not_above_layer_when_tight(net: Network) -> None:
 @given(networks())
 def test_loose_solver_is_still_sound(net: Network) -> None:
     """eps=0.1: the raw objective may undercut the SDP value; the verified bound may not."""
-    reference = certify_block(net, "neuron", TIGHT)
-    problem = build_problem(net, "neuron")
+    reference = certify_block(net, Method.NEURON, TIGHT)
+    problem = build_problem(net, Method.NEURON)
     outcome = solve_lipsdp(problem, LOOSE)
     if outcome.multipliers is None:
         event("loose solve gave no multipliers")
@@ -242,8 +246,8 @@ def test_loose_raw_objective_can_be_unsound() -> None:
     unsound = 0
     for seed in range(12):
         net = random_network(seed)
-        reference = certify_block(net, "neuron", TIGHT)
-        problem = build_problem(net, "neuron")
+        reference = certify_block(net, Method.NEURON, TIGHT)
+        problem = build_problem(net, Method.NEURON)
         outcome = solve_lipsdp(problem, LOOSE)
         if outcome.multipliers is None:
             continue
@@ -266,13 +270,13 @@ def test_iteration_limit(small_net: Network) -> None:
     for max_iters in (3, 10):
         short = solve_lipsdp(build_problem(small_net), SolverSettings(max_iters=max_iters))
         assert short.status == "iteration_limit"
-        cert = certify_block(small_net, "neuron", SolverSettings(max_iters=max_iters))
+        cert = certify_block(small_net, Method.NEURON, SolverSettings(max_iters=max_iters))
         assert cert.solver_status == "iteration_limit"
         assert jacobian_lower_bound(small_net) <= cert.bound <= naive_bound(small_net)
 
 
 def test_time_limit_is_sound(small_net: Network) -> None:
-    cert = certify_block(small_net, "neuron", SolverSettings(time_limit_secs=1e-4, eps=1e-8, eps_min=1e-8))
+    cert = certify_block(small_net, Method.NEURON, SolverSettings(time_limit_secs=1e-4, eps=1e-8, eps_min=1e-8))
     assert cert.solver_status in ("time_limit", "iteration_limit", "optimal", "optimal_inaccurate")
     assert jacobian_lower_bound(small_net) <= cert.bound <= naive_bound(small_net)
 
@@ -282,10 +286,10 @@ def test_solver_exception_falls_back(small_net: Network, monkeypatch: pytest.Mon
         def __init__(self, *args: object, **kwargs: object) -> None:
             raise RuntimeError("boom")
 
-    monkeypatch.setattr(solve_module.scs, "SCS", Exploding)
+    monkeypatch.setattr(scs, "SCS", Exploding)
     outcome = solve_lipsdp(build_problem(small_net))
     assert outcome.status == "error" and "boom" in outcome.message and outcome.multipliers is None
-    cert = certify_block(small_net, "neuron")
+    cert = certify_block(small_net, Method.NEURON)
     assert cert.source.startswith("fallback-naive:") and "boom" in cert.source
     assert cert.bound == naive_bound(small_net)
 
@@ -309,10 +313,10 @@ def test_nan_or_infeasible_falls_back(
             info = {"status_val": status_val, "status": text, "iter": 7, "dobj": np.nan}
             return {"x": np.full(self.n, np.nan), "y": np.zeros(self.m), "s": np.zeros(self.m), "info": info}
 
-    monkeypatch.setattr(solve_module.scs, "SCS", Fake)
+    monkeypatch.setattr(scs, "SCS", Fake)
     outcome = solve_lipsdp(build_problem(small_net))
     assert outcome.status == expected and outcome.multipliers is None
-    cert = certify_block(small_net, "layer")
+    cert = certify_block(small_net, Method.LAYER)
     assert cert.source.startswith("fallback-naive:")
     assert cert.bound == naive_bound(small_net)
 
@@ -331,7 +335,7 @@ def test_nan_or_infeasible_falls_back(
     ],
 )
 def test_status_normalisation(info: dict, expected: str) -> None:
-    assert solve_module._status(info) == expected
+    assert solve_module.SCS.status(info) == expected
 
 
 def test_warm_start_from_multipliers(small_net: Network) -> None:

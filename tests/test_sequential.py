@@ -10,15 +10,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lipcert.combine import combine_depth
 from lipcert.estimate import EstimateOptions, estimate
 from lipcert.load import LoadedModel
 from lipcert.naive import naive_bound
-from lipcert.partition.combine import combine_depth
 from lipcert.sdp import verify
 from lipcert.sdp.certify import certify_block
-from lipcert.sdp.lipsdp import _input_diagonal, _multiplier_terms, stacked_maps
+from lipcert.sdp.lipsdp import input_diagonal, multiplier_terms, stacked_maps
 from lipcert.sdp.sequential import chain_weights, recursion_multipliers, sequential_bound
 from lipcert.sdp.verify import verify_multipliers
+from lipcert.vocabulary import Method
 from tests.conftest import MODELS_DIR, load_cached, published_lower_bounds, requires_shared_models
 from tests.convnets import Conv, _assemble, random_convnet
 from tests.test_verify import TIGHT, chain, jacobian_lower_bound
@@ -51,9 +52,9 @@ def exact_min_eigenvalue(net, lam: np.ndarray, rho: float) -> mpmath.mpf:  # noq
     for i in range(n):
         for j in range(n):
             L[i, j] = mpmath.fsum(mpmath.mpf(Y[k, i]) * mpmath.mpf(Y[k, j]) for k in range(Y.shape[0]))
-    for j, r, c, v in zip(*_multiplier_terms(net, False)):
+    for j, r, c, v in zip(*multiplier_terms(net, False)):
         L[r, c] += mpmath.mpf(lam[j]) * mpmath.mpf(v)
-    for i, p in enumerate(_input_diagonal(net, None)):
+    for i, p in enumerate(input_diagonal(net, None)):
         L[i, i] -= mpmath.mpf(rho) * mpmath.mpf(p)
     return min(mpmath.eigsy(-L, eigvals_only=True))
 
@@ -103,7 +104,7 @@ def test_layer_rescaling_reaches_the_lipsdp_layer_value() -> None:
     # The search runs over one factor per layer, so its limit is LipSDP-Layer's optimum (solved here by SCS).
     net, _ = scaled_chain(3, [6, 8, 8, 8, 3], [0, 1, -1, 0])
     found = sequential_bound(net, seconds=20.0)
-    layer = certify_block(net, method="layer", settings=TIGHT)
+    layer = certify_block(net, method=Method.LAYER, settings=TIGHT)
     assert found is not None and found.certified
     assert abs(found.bound / layer.bound - 1) < 0.01, (found.bound, layer.bound)
     start, c = recursion_multipliers(net, chain_weights(net))

@@ -12,6 +12,7 @@ from lipcert.sdp.certify import certify_block
 from lipcert.sdp.lipsdp import compress_inputs, lmi_matrix, scale_inputs
 from lipcert.sdp.solve import SolverSettings
 from lipcert.sdp.verify import polish_multipliers, prove_rho, schur_rho, verify_multipliers
+from lipcert.vocabulary import Method
 
 TIGHT = SolverSettings(eps=1e-6, eps_min=1e-7, target_gap=1e-7)
 
@@ -95,7 +96,7 @@ def test_one_neuron_closed_form(a: float, d: float) -> None:
 
 
 def test_one_neuron_solved_matches_closed_form() -> None:
-    cert = certify_block(one_neuron(2.0, 3.0), "neuron", TIGHT)
+    cert = certify_block(one_neuron(2.0, 3.0), Method.NEURON, TIGHT)
     assert cert.source == "lipsdp-neuron"
     assert 6.0 <= cert.bound <= 6.0 * (1 + 1e-5)
 
@@ -104,9 +105,9 @@ def test_two_scalar_layers_is_product() -> None:
     """x → relu(a x) → relu(b ·) → c ·: the Lipschitz constant and LipSDP are both |abc|."""
     a, b, c = 1.5, -2.0, 0.7
     net = chain([np.array([[a]]), np.array([[b]]), np.array([[c]])], ["relu", "relu"])
-    for method in ("neuron", "layer"):
+    for method in (Method.NEURON, Method.LAYER):
         cert = certify_block(net, method, TIGHT)
-        assert cert.source == f"lipsdp-{method}"
+        assert cert.source == str(method)
         assert abs(a * b * c) <= cert.bound <= abs(a * b * c) * (1 + 1e-5)
 
 
@@ -127,7 +128,7 @@ def test_linear_network_is_spectral_norm() -> None:
         assert check.rho == pytest.approx(exact, rel=1e-8)
     norm = np.linalg.norm(W2 @ W1, 2)
     # The infimum is approached as λ → ∞ and not attained, so a solver gets close only.
-    cert = certify_block(net, "layer", SolverSettings(eps=1e-4, eps_min=1e-4))
+    cert = certify_block(net, Method.LAYER, SolverSettings(eps=1e-4, eps_min=1e-4))
     assert norm <= cert.bound <= norm * (1 + 1e-3)
 
 
@@ -140,7 +141,7 @@ def test_input_weights_closed_form_and_scaling() -> None:
     assert weighted.rho >= one_neuron_rho(a, d, lam) / pi[0]
     big = random_chain(5, [6, 5, 4, 3], ["relu", "tanh"])
     weights = np.random.default_rng(2).uniform(0.2, 1.0, big.n_x)
-    lam_big = 1.5 * certify_block(big, "neuron").multipliers
+    lam_big = 1.5 * certify_block(big, Method.NEURON).multipliers
     direct = schur_rho(big, lam_big, weights)
     scaled = schur_rho(scale_inputs(big, weights), lam_big)
     assert direct == pytest.approx(scaled, rel=1e-10)
@@ -151,7 +152,7 @@ def test_input_weights_closed_form_and_scaling() -> None:
 
 def test_proof_dominates_estimate_and_matrix_is_nsd() -> None:
     net = random_chain(7, [5, 8, 6, 3], ["relu", "sigmoid"])
-    cert = certify_block(net, "neuron")
+    cert = certify_block(net, Method.NEURON)
     lam = cert.multipliers
     rho_star = schur_rho(net, lam)
     rho_hat = prove_rho(net, lam, rho_star)
@@ -163,7 +164,7 @@ def test_proof_dominates_estimate_and_matrix_is_nsd() -> None:
 def test_perturbed_multipliers_stay_sound() -> None:
     net = random_chain(11, [4, 10, 10, 3], ["relu", "leaky_relu"])
     lower = jacobian_lower_bound(net)
-    best = certify_block(net, "neuron", TIGHT)
+    best = certify_block(net, Method.NEURON, TIGHT)
     rng = np.random.default_rng(0)
     certified = 0
     for scale in (0.01, 0.1, 0.3):
@@ -203,7 +204,7 @@ def test_bad_multipliers_are_rejected(lam: np.ndarray) -> None:
 
 def test_negative_multipliers_are_clipped() -> None:
     net = random_chain(19, [3, 4, 2], ["relu"])
-    lam = certify_block(net, "neuron").multipliers.copy()
+    lam = certify_block(net, Method.NEURON).multipliers.copy()
     lam_neg = lam.copy()
     lam[0], lam_neg[0] = 0.0, -5.0
     clipped, negative = verify_multipliers(net, lam), verify_multipliers(net, lam_neg)
@@ -213,7 +214,7 @@ def test_negative_multipliers_are_clipped() -> None:
 
 def test_polish_never_worsens_and_keeps_layer_structure() -> None:
     net = random_chain(13, [4, 9, 7, 2], ["tanh", "relu"])
-    rough = certify_block(net, "layer", SolverSettings(eps=1e-2, eps_min=1e-2, polish_steps=0))
+    rough = certify_block(net, Method.LAYER, SolverSettings(eps=1e-2, eps_min=1e-2, polish_steps=0))
     groups = np.repeat([0, 1], [9, 7])
     lam_layer = np.array([rough.multipliers[0], rough.multipliers[9]])
     polished = polish_multipliers(net, lam_layer, groups)
@@ -225,5 +226,5 @@ def test_compression_keeps_schur_value() -> None:
     net = random_chain(17, [40, 6, 5, 2], ["relu", "relu"])
     small = compress_inputs(net)
     assert small.n_x <= 6
-    lam = 1.5 * certify_block(net, "neuron").multipliers
+    lam = 1.5 * certify_block(net, Method.NEURON).multipliers
     assert schur_rho(small, lam) == pytest.approx(schur_rho(net, lam), rel=1e-9)

@@ -16,16 +16,19 @@ This module gathers the plan's public names; they live in:
     plan_types   GroupPlan, Plan, Tiling and the allowed methods, combines, solver settings
     geometry     where groups sit in the network: group_network, spans, output shapes, depth units, tiles
     block_sizes  the LMI side of every tile (block_size, tile_block_sizes, plan_block_sizes)
-    grids        "RxC" text: parse_grid (the CLI's --split), grid fit checks
-    auto         plans from the network alone: split_plan (--split), auto_plan (a block budget)
+    grids        "RxC" text: grid_from_text (the CLI's --split, a plan's grid:), grid fit checks
+    auto         plans from the network alone: split_plan (--split), auto_plan (a block budget),
+                 whole_plan (--split 1x1), couple_across_groups (coupled over several groups)
+    decompose    the chordal decision: which blocks are solved over LMI cliques (block_decomposition)
     plan_yaml    load_plan, parse_plan, plan_to_yaml, and the YAML schema
     plan_reader  the YAML checks, each error naming file, line and key (over yaml_nodes)
 """
 
 from __future__ import annotations
 
-from lipcert.partition.auto import auto_plan, split_plan
+from lipcert.partition.auto import auto_plan, couple_across_groups, split_plan, whole_plan
 from lipcert.partition.block_sizes import block_size, plan_block_sizes, tile_block_sizes
+from lipcert.partition.decompose import ChordalChoice, block_decomposition, solved_block_sizes
 from lipcert.partition.depth import output_map, output_map_refusal
 from lipcert.partition.geometry import (
     depth_units,
@@ -38,13 +41,8 @@ from lipcert.partition.geometry import (
     output_tiles,
     span_output_shape,
 )
-from lipcert.partition.grids import parse_grid
 from lipcert.partition.plan_reader import GROUP_KEYS, TOP_KEYS
 from lipcert.partition.plan_types import (
-    COMBINES,
-    DEFAULT_MAX_BLOCK_SIZE,
-    DEFAULT_SOLVER,
-    METHODS,
     OUTPUT,
     OUTPUT_GROUP,
     GroupPlan,
@@ -54,19 +52,18 @@ from lipcert.partition.plan_types import (
 from lipcert.partition.plan_yaml import load_plan, parse_plan, plan_to_yaml
 
 __all__ = [
-    "COMBINES",
-    "DEFAULT_MAX_BLOCK_SIZE",
-    "DEFAULT_SOLVER",
     "GROUP_KEYS",
-    "METHODS",
     "OUTPUT",
     "OUTPUT_GROUP",
     "TOP_KEYS",
     "GroupPlan",
+    "ChordalChoice",
     "Plan",
     "Tiling",
     "auto_plan",
+    "block_decomposition",
     "block_size",
+    "couple_across_groups",
     "depth_units",
     "group_network",
     "group_output_shape",
@@ -78,11 +75,12 @@ __all__ = [
     "output_map",
     "output_map_refusal",
     "output_tiles",
-    "parse_grid",
     "parse_plan",
     "plan_block_sizes",
     "plan_to_yaml",
+    "solved_block_sizes",
     "span_output_shape",
     "split_plan",
     "tile_block_sizes",
+    "whole_plan",
 ]

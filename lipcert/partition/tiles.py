@@ -9,7 +9,6 @@ residual branch: no convolution geometry is assumed.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from lipcert.network.form import Layer, Network
+from lipcert.network.form import Network
+from lipcert.network.subnet import subnetwork
 
 
 @dataclass(frozen=True)
@@ -80,20 +80,8 @@ def extract_tile(net: Network, output_rows: Sequence[int] | np.ndarray) -> Tile:
     """The exact sub-network computing y[output_rows] from the input pixels it reads."""
     rows = _checked_rows(net, output_rows)
     cone = receptive_cone(net, rows)
-    A, B, C, D = _csr(net.A), _csr(net.B), _csr(net.C), _csr(net.D)
-    pixels = np.union1d(_nonzero_columns(A[cone]), _nonzero_columns(C[rows])).astype(np.int64)
-    tile_net = Network(
-        A=A[cone][:, pixels],
-        B=B[cone][:, cone],
-        C=C[rows][:, pixels],
-        D=D[rows][:, cone],
-        bias_v=np.asarray(net.bias_v)[cone],
-        bias_y=np.asarray(net.bias_y)[rows],
-        layers=_restrict_layers(net.layers, cone),
-        input_shape=(int(pixels.size),),
-        output_shape=(int(rows.size),),
-    )
-    return Tile(net=tile_net, output_index=rows, input_index=pixels, neuron_index=cone)
+    pixels = np.union1d(_nonzero_columns(_csr(net.A)[cone]), _nonzero_columns(_csr(net.C)[rows])).astype(np.int64)
+    return Tile(net=subnetwork(net, pixels, cone, rows), output_index=rows, input_index=pixels, neuron_index=cone)
 
 
 def _checked_rows(net: Network, output_rows: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -105,16 +93,6 @@ def _checked_rows(net: Network, output_rows: Sequence[int] | np.ndarray) -> np.n
     if np.unique(rows).size != rows.size:
         raise ValueError("output rows of a tile must be distinct")
     return rows
-
-
-def _restrict_layers(layers: tuple[Layer, ...], cone: np.ndarray) -> tuple[Layer, ...]:
-    """Each layer's share of the cone, re-indexed; layers with no neuron in the cone are dropped."""
-    kept = []
-    for layer in layers:
-        lo, hi = (int(i) for i in np.searchsorted(cone, [layer.start, layer.stop]))
-        if hi > lo:
-            kept.append(dataclasses.replace(layer, start=lo, stop=hi, shape=(hi - lo,)))
-    return tuple(kept)
 
 
 def _csr(matrix: sp.spmatrix) -> sp.csr_matrix:

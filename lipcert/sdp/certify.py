@@ -14,15 +14,21 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from lipcert.defaults import SolverSettings
+from lipcert.errors import SolverError
 from lipcert.network.form import Network
-from lipcert.sdp.lipsdp import METHODS, LipSdpProblem, build_problem, scale_inputs
-from lipcert.sdp.solve import SolveOutcome, SolverSettings, WarmPoint, solve_lipsdp
+from lipcert.sdp.coupled import TileIndex, live_part
+from lipcert.sdp.lipsdp import input_diagonal, scale_inputs
+from lipcert.sdp.model import LipSdpProblem, build_problem
+from lipcert.sdp.solve import SolveOutcome, WarmPoint, solve_lipsdp
 from lipcert.sdp.verify import Verification, polish_multipliers, verify_multipliers
+from lipcert.vocabulary import Method
 
 # Statuses whose multipliers are worth verifying. Limits are included: a verified bound
 # from an unfinished solve is still sound (it is compared with the naive one below).
@@ -39,7 +45,7 @@ Weights = np.ndarray | None
 class BlockCertificate:
     bound: float  # the certified upper bound on this block's Lipschitz constant
     source: str  # "lipsdp-neuron", "lipsdp-layer", "naive: <it was tighter>" or "fallback-naive: <reason>"
-    method: str
+    method: Method
     lmi_size: int  # side of the full LMI (n_x + n_w)
     lmi_size_solved: int  # side after input compression (what SCS saw)
     raw_sqrt_objective: float  # sqrt of the solver's ρ: RAW, NOT A BOUND (MATH.md §3)
@@ -53,20 +59,23 @@ class BlockCertificate:
     message: str = ""
     multipliers: np.ndarray | None = field(default=None, repr=False)  # certified per-neuron λ
     warm: WarmPoint | None = field(default=None, repr=False)  # for warm-starting a twin block
-    cliques: tuple[int, ...] = ()  # chordal solves: the side of each PSD constraint
-
-    @property
-    def is_fallback(self) -> bool:
-        return self.source.startswith("fallback")
+    cliques: tuple[int, ...] = ()  # decomposed solves (chordal cliques, coupled tiles): each PSD constraint's side
+    is_fallback: bool = False  # LipSDP could not be certified: the bound is the naive one, and source says why
 
 
 def naive_block_bound(net: Network, input_weights: Weights = None) -> float:
-    """The sound cheap bound used when LipSDP cannot be certified."""
+    """The sound cheap bound used when LipSDP cannot be certified.
+
+    SolverError (exit code 6) when even that cannot be certified: no sound bound is left.
+    """
     from lipcert.naive import naive_bound  # lazy: keeps lipcert.sdp importable on its own
 
-    if input_weights is None:
-        return naive_bound(net)
-    scaled = naive_bound(scale_inputs(net, input_weights)) * WEIGHTED_NAIVE_SLACK
+    try:
+        if input_weights is None:
+            return naive_bound(net)
+        scaled = naive_bound(scale_inputs(net, input_weights)) * WEIGHTED_NAIVE_SLACK
+    except (ArithmeticError, np.linalg.LinAlgError) as exc:
+        raise SolverError(f"no sound bound for a block of {net.n_w} neurons: the naive bound failed ({exc})") from None
     return float(np.nextafter(scaled, np.inf))
 
 
@@ -104,27 +113,35 @@ class _Run:
 
 def certify_block(
     net: Network,
-    method: str = "neuron",
+    method: Method = Method.NEURON,
     settings: SolverSettings | None = None,
     input_weights: Weights = None,
     warm: WarmPoint | np.ndarray | None = None,
     clique_target: int | None = None,
+    tiles: Sequence[TileIndex] | None = None,
 ) -> BlockCertificate:
     """Build, solve, verify and (if needed) repair LipSDP for one block; fall back to naive.
 
     clique_target: solve over the cliques of the LMI's chordal extension, merged up to that
     side (lipcert.sdp.chordal); the same SDP value, verified on the full LMI as always.
+    tiles: solve the block's tiles coupled in one SDP (lipcert.sdp.coupled); their multipliers,
+    stitched per neuron, are verified on the block's full LMI as always.
 
     With input_weights π the bound certifies ||Δy||² ≤ bound² Σ_k π_k Δx_k² (MATH.md §4c).
     `warm`: a WarmPoint of a block with the same structure, or multipliers in original units.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown LipSDP method {method!r}; expected one of {METHODS}")
+    method = Method(method)
+    if not method.is_sdp:
+        raise ValueError(f"certify_block solves LipSDP; {method} has no SDP (use naive_block_bound)")
     settings = settings or SolverSettings()
+    if input_weights is not None:
+        input_diagonal(net, input_weights)  # a wrong weight vector is the caller's error: ValueError
     if net.n_w == 0 or net.n_x == 0:
         return _fallback(net, method, input_weights, "no neurons or no inputs: nothing for LipSDP")
+    if tiles is not None:
+        net, tiles = live_part(net, tiles)
     try:
-        problem = build_problem(net, method, input_weights, clique_target=clique_target)
+        problem = build_problem(net, method, input_weights, clique_target=clique_target, tiles=tiles)
     except Exception as exc:  # a malformed block must not abort the whole run
         return _fallback(net, method, input_weights, f"model build failed: {type(exc).__name__}: {exc}")
     run = _continuation(problem, settings, warm)
@@ -197,7 +214,7 @@ def _finish(problem: LipSdpProblem, weights: Weights, run: _Run) -> BlockCertifi
         method=method,
         lmi_size=problem.lmi_size,
         lmi_size_solved=problem.solved_lmi_size,
-        cliques=problem.clique_sizes,
+        cliques=problem.part_sizes,
         raw_sqrt_objective=raw,
         solver_status=outcome.status,
         iterations=run.iterations,
@@ -218,7 +235,7 @@ def _finish(problem: LipSdpProblem, weights: Weights, run: _Run) -> BlockCertifi
         return _fallback(net, method, weights, why, common, naive)
     return BlockCertificate(
         bound=best.bound,
-        source=f"lipsdp-{method}",
+        source=str(method),
         verification=best.how,
         eps=run.best_eps,
         multipliers=best.multipliers,
@@ -231,7 +248,10 @@ def _why_not(run: _Run) -> str:
     if outcome is None or outcome.status not in VERIFIABLE or outcome.multipliers is None:
         status = "not run" if outcome is None else outcome.status
         return f"solver {status}: {outcome.message if outcome else ''}".strip()
-    return run.last_check.how if run.last_check is not None else "multipliers not certified"
+    how = run.last_check.how if run.last_check is not None else "multipliers not certified"
+    if outcome.status not in CONVERGED:  # e.g. stopped by --time-limit: say so, it explains the rest
+        return f"solver {outcome.status}, {how}"
+    return how
 
 
 def _naive_or_inf(net: Network, weights: Weights) -> float:
@@ -243,7 +263,7 @@ def _naive_or_inf(net: Network, weights: Weights) -> float:
 
 def _fallback(
     net: Network,
-    method: str,
+    method: Method,
     weights: Weights,
     reason: str,
     common: dict[str, Any] | None = None,
@@ -268,4 +288,6 @@ def _fallback(
     label = "naive" if reason.startswith("naive is below") else "fallback-naive"
     if net.n_w == 0:
         label, reason = "linear", "no neurons: the certified norm of the map is its exact constant"
-    return BlockCertificate(bound=bound, source=f"{label}: {reason}", verification=reason, **common)
+    fallback = label == "fallback-naive"
+    source = f"{label}: {reason}"
+    return BlockCertificate(bound=bound, source=source, verification=reason, is_fallback=fallback, **common)

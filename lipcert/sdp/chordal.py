@@ -28,13 +28,13 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
 from lipcert.network.form import Network
-from lipcert.partition.tile_lmi import slack_map
-from lipcert.sdp.lipsdp import coefficient_matrix, stacked_maps
+from lipcert.sdp.lipsdp import coefficient_matrix, lmi_pattern, slack_map, stacked_maps
+from lipcert.sdp.parts import Parts, PsdPart, prefix_map
+from lipcert.vocabulary import Method
 
 
 @dataclass(frozen=True)
@@ -57,80 +57,7 @@ class CliqueTree:
         return float(sum(float(c.size) ** 3 for c in self.cliques))
 
 
-# Verification factorizes the full LMI densely (side n: n² floats, ~n³/3 flops), once per
-# continuation step; at 4000 that is 128 MB and seconds. Above it, no chordal solve.
-VERIFY_LIMIT = 4000
-# Below this side a single PSD constraint is solved in seconds: not worth a decomposition.
-CHORDAL_MIN = 256
-# Cliques are merged up to this side (or the budget, if smaller): on digits_chain (side 384),
-# 100 gave 7 cliques and 150 gave 4, both solved in 6.5 s against 17 s for one constraint,
-# while unmerged (289 cliques, largest 82) SCS needed 56 s at eps 1e-3 and stayed 8% loose.
-MERGE_TARGET = 150
-# Decompose only when one SCS iteration gets at least this much cheaper (Σ|C|³ against n³).
-MIN_GAIN = 2.0
-# No clique above this side. Measured: convolutional nets decompose into cliques of 82-224 and
-# solve 2-8x faster than one constraint; the dense MNIST nets give cliques of 400-512 (every
-# pixel with a whole layer) and their chordal solves had not finished after 5 (mnistfc
-# 256x2) and 11 (eran 9x200) minutes, where their automatic plans take under a minute.
-MAX_CLIQUE = 256
-# At most this many slack variables: each is a column of SCS's constraint matrix, touching
-# every PSD cone it joins (unmerged pixel cliques of a dense layer once needed millions, and
-# the process ran out of 24 GiB).
-MAX_SLACKS = 1_000_000
-# At most this many budget-sized PSD blocks' worth of work per SCS iteration (Σ|C|³ against
-# budget³), the rule `--combine auto` applies to coupled groups (blocks.COUPLED_BUDGET).
-# eran 9x200 (LMI 2394) decomposes into 7 cliques of up to 600; its chordal solve had not
-# finished after 11 minutes, where the product of its groups takes 46 s.
-AFFORDABLE = 4.0
-
-
-@dataclass(frozen=True)
-class ChordalChoice:
-    target: int  # the merge target to build the model with
-    largest: int  # the largest clique after merging
-    n_cliques: int
-
-
-def chordal_choice(net: Network, max_block_size: int, solved_side: int | None = None) -> ChordalChoice | None:
-    """Whether to solve this block over chordal cliques, and with which merge target.
-
-    solved_side: the side one PSD constraint would have (after input compression);
-    defaults to the full LMI side. None when the full LMI is too large to verify, when no
-    clique fits max_block_size, or when one constraint fits the budget and the
-    decomposition would not make an SCS iteration MIN_GAIN times cheaper.
-    """
-    n = net.lmi_size
-    one = solved_side if solved_side is not None else n
-    if n > VERIFY_LIMIT or one <= CHORDAL_MIN or net.n_w == 0 or net.n_x == 0:
-        return None
-    tree = chordal_tree(net)
-    if tree.largest > min(max_block_size, MAX_CLIQUE):
-        return None
-    target = min(max_block_size, MAX_CLIQUE, max(MERGE_TARGET, tree.largest))
-    merged = merge_cliques(tree, target)
-    if sum(sep.size * (sep.size + 1) // 2 for sep in merged.separators) > MAX_SLACKS:
-        return None
-    if merged.cost > AFFORDABLE * float(max_block_size) ** 3:
-        return None  # as many big cliques as a coupled group SCS cannot finish (eran 9x200: 7 of 600)
-    if one <= max_block_size and merged.cost * MIN_GAIN > float(one) ** 3:
-        return None  # one constraint fits and is about as cheap; above the budget it is not allowed
-    return ChordalChoice(target, merged.largest, len(merged.cliques))
-
-
 # --------------------------------------------------------------------------- the chordal extension
-
-
-def lmi_pattern(net: Network) -> sp.csr_matrix:
-    """The symmetric 0/1 pattern of L(λ, ρ) for generic λ, ρ (diagonal included)."""
-    M, Y = stacked_maps(net)
-    F = coefficient_matrix(net, "neuron").tocoo()
-    n = net.lmi_size
-    rows, cols = F.row % n, F.row // n
-    multipliers = sp.coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
-    pattern = abs(Y).T @ abs(Y) + multipliers + sp.identity(n)
-    pattern = (pattern + pattern.T).tocsr()
-    pattern.data[:] = 1.0
-    return pattern
 
 
 def elimination_order(pattern: sp.csr_matrix) -> np.ndarray:
@@ -308,18 +235,11 @@ def chordal_tree(net: Network, target: int = 0) -> CliqueTree:
     return merge_cliques(tree, target) if target else tree
 
 
-@dataclass(frozen=True)
-class ChordalModel:
-    """θ = (multipliers, slacks, ρ): the cvxpy model with one PSD constraint per clique."""
+def chordal_parts(net: Network, method: Method, tree: CliqueTree) -> Parts:
+    """One PSD part per clique c: −(P_c(L(λ, ρ)) ± slacks) ⪰ 0 (see the module docstring).
 
-    theta: cp.Variable
-    problem: cp.Problem
-    n_slacks: int
-    tree: CliqueTree
-
-
-def chordal_model(net: Network, method: str, tree: CliqueTree) -> ChordalModel:
-    """min ρ s.t. P_c(L(λ, ρ)) ± slacks ⪯ 0 on every clique c (see the module docstring)."""
+    θ = (multipliers, one slack per separator entry of each tree edge, ρ).
+    """
     n = net.lmi_size
     F = coefficient_matrix(net, method)
     n_mult = F.shape[1]
@@ -334,7 +254,6 @@ def chordal_model(net: Network, method: str, tree: CliqueTree) -> ChordalModel:
     const = (Y.T @ Y).tocoo()
     G0 = sp.csc_matrix((const.data, (const.row + const.col * n, np.zeros(const.nnz, dtype=np.int64))), shape=(n * n, 1))
     maps = _clique_maps(tree, n, sp.hstack([F, rho_col, G0], format="coo"))
-    theta = cp.Variable(n_theta, name="theta")
     offsets = np.concatenate([[n_mult], n_mult + np.cumsum(sizes)]).astype(np.int64)
     slack_blocks: list[list[sp.csr_matrix]] = [[] for _ in tree.cliques]
     for (c, p, sep), start in zip(edges, offsets[:-1]):
@@ -342,7 +261,7 @@ def chordal_model(net: Network, method: str, tree: CliqueTree) -> ChordalModel:
             members = tree.cliques[clique]
             loc = np.searchsorted(members, sep)
             slack_blocks[clique].append(_slack_map(members.size, loc, int(start), n_theta, sign))
-    constraints = []
+    parts = []
     for c, members in enumerate(tree.cliques):
         m = members.size
         full = maps[c].tocsc()
@@ -350,11 +269,9 @@ def chordal_model(net: Network, method: str, tree: CliqueTree) -> ChordalModel:
         for block in slack_blocks[c]:
             G = G + block
         g0 = full[:, n_mult + 1].toarray().ravel()
-        # Negated, as in lipsdp._cvxpy_model: -(G θ + G0) ⪰ 0 reads G θ + G0 ⪯ 0.
-        constraints.append(cp.reshape(-(G @ theta) - g0, (m, m), order="F") >> 0)
-    constraints.append(theta[:n_mult] >= 0)
-    problem = cp.Problem(cp.Minimize(theta[n_theta - 1]), constraints)
-    return ChordalModel(theta, problem, n_slacks, tree)
+        parts.append(PsdPart((-G).tocsr(), -g0, m))  # −(G θ + G0) ⪰ 0 reads G θ + G0 ⪯ 0
+    sides = tuple(int(c.size) for c in tree.cliques)
+    return Parts(tuple(parts), n_theta, n_mult, prefix_map(n_mult, n_theta), sizes=sides)
 
 
 def _entry_owner(tree: CliqueTree, p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -384,7 +301,7 @@ def _clique_maps(tree: CliqueTree, n: int, entries: sp.coo_matrix) -> list[sp.cs
 
 
 def _slack_map(m: int, loc: np.ndarray, start: int, n_theta: int, sign: float) -> sp.csr_matrix:
-    """±(tile_lmi.slack_map on rows/cols loc), its columns placed at θ[start:...]."""
+    """±(lipsdp.slack_map on rows/cols loc), its columns placed at θ[start:...]."""
     block = sign * slack_map(m, loc)
     after = n_theta - start - block.shape[1]
     return sp.hstack([sp.csr_matrix((m * m, start)), block, sp.csr_matrix((m * m, after))], format="csr")

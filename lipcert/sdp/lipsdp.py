@@ -7,40 +7,40 @@ Over z = (Δx, Δw), with M = [A B] (so Δv = M z) and E_w z = Δw, the LMI is
             = −α_jβ_j m_j m_jᵀ + (α_j+β_j)/2 (m_j e_jᵀ + e_j m_jᵀ) − e_j e_jᵀ,
 
 m_j the j-th row of M and e_j the j-th row of E_w; π = 1 unless input weights are given.
-If it holds, ||Δy||² ≤ ρ Σ_k π_k Δx_k². The same sparse assembly serves the numeric
-matrix (verification) and the coefficient matrix of the cvxpy model (one column per
-multiplier), so the two can never disagree.
+If it holds, ||Δy||² ≤ ρ Σ_k π_k Δx_k². This is lipcert's one LMI assembly: the same sparse
+terms (multiplier_terms) serve the numeric matrix (verification), the coefficient matrix of the
+cvxpy model (one column per multiplier) and its decompositions into chordal cliques and coupled
+tiles (lipcert.sdp.model), so none of them can disagree. The networks the solver sees
+(balanced, inputs compressed or weighted) are built here too.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-import cvxpy as cp
 import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from lipcert.network.form import Network
+from lipcert.vocabulary import Method
 
-METHODS = ("neuron", "layer")
 
-
-def multiplier_groups(net: Network, method: str) -> np.ndarray:
+def multiplier_groups(net: Network, method: Method) -> np.ndarray:
     """Index of the multiplier that neuron j uses: itself (Neuron) or its layer (Layer)."""
-    if method == "neuron":
+    method = Method(method)
+    if method is Method.NEURON:
         return np.arange(net.n_w)
-    if method == "layer":
+    if method is Method.LAYER:
         groups = np.empty(net.n_w, dtype=np.int64)
         for k, layer in enumerate(net.layers):
             groups[layer.start : layer.stop] = k
         return groups
-    raise ValueError(f"unknown LipSDP method {method!r}; expected one of {METHODS}")
+    raise ValueError(f"{method} has no LipSDP multipliers; expected {Method.NEURON} or {Method.LAYER}")
 
 
-def expand_multipliers(net: Network, method: str, lam: np.ndarray) -> np.ndarray:
+def expand_multipliers(net: Network, method: Method, lam: np.ndarray) -> np.ndarray:
     """Per-neuron multipliers from the solver's variables (one per neuron or per layer)."""
     return np.asarray(lam, dtype=np.float64)[multiplier_groups(net, method)]
 
@@ -72,7 +72,7 @@ def _pair_entries(M: sp.csr_matrix, rows_used: np.ndarray) -> tuple[np.ndarray, 
     return j, sub.indices[first], sub.indices[second], sub.data[first] * sub.data[second]
 
 
-def _multiplier_terms(net: Network, absolute: bool) -> tuple[np.ndarray, ...]:
+def multiplier_terms(net: Network, absolute: bool) -> tuple[np.ndarray, ...]:
     """Entries (neuron j, row, col, value) of the S_j, so that Σ_j λ_j S_j = Σ λ_j value.
 
     With absolute=True every value is replaced by its magnitude: the matrix Σ λ_j |S_j|
@@ -101,12 +101,12 @@ def _multiplier_terms(net: Network, absolute: bool) -> tuple[np.ndarray, ...]:
     return js, rs, cs, (np.abs(vs) if absolute else vs)
 
 
-def _input_diagonal(net: Network, input_weights: np.ndarray | None) -> np.ndarray:
+def input_diagonal(net: Network, input_weights: np.ndarray | None) -> np.ndarray:
     if input_weights is None:
         return np.ones(net.n_x)
     pi = np.asarray(input_weights, dtype=np.float64)
     if pi.shape != (net.n_x,) or not np.all(np.isfinite(pi)) or np.any(pi <= 0):
-        raise ValueError("input_weights must be a positive finite vector of length n_x")
+        raise ValueError(f"input_weights must be {net.n_x} positive finite numbers (one per input)")
     return pi
 
 
@@ -127,22 +127,48 @@ def lmi_matrix(
     _, Y = stacked_maps(net)
     if absolute:
         Y = abs(Y)
-    js, rs, cs, vs = _multiplier_terms(net, absolute)
+    js, rs, cs, vs = multiplier_terms(net, absolute)
     multipliers = _coo(rs, cs, lam[js] * vs, n).tocsr()
-    pi = _input_diagonal(net, input_weights)
+    pi = input_diagonal(net, input_weights)
     sign = 1.0 if absolute else -1.0
     input_term = sp.diags(np.concatenate([sign * rho * pi, np.zeros(net.n_w)]), format="csr")
     return (Y.T @ Y + multipliers + input_term).tocsr()
 
 
-def coefficient_matrix(net: Network, method: str) -> sp.csc_matrix:
+def coefficient_matrix(net: Network, method: Method) -> sp.csc_matrix:
     """F with vec(Σ_j λ_j S_j) = F @ λ (column-major vec), one column per multiplier."""
     n = net.lmi_size
     groups = multiplier_groups(net, method)
-    js, rs, cs, vs = _multiplier_terms(net, absolute=False)
+    js, rs, cs, vs = multiplier_terms(net, absolute=False)
     n_mult = int(groups.max()) + 1 if groups.size else 0
     F = sp.coo_matrix((vs, (rs + cs * n, groups[js])), shape=(n * n, n_mult))
     return F.tocsc()  # sums duplicates: a layer's column is the sum of its neurons' S_j
+
+
+def lmi_pattern(net: Network) -> sp.csr_matrix:
+    """The symmetric 0/1 pattern of L(λ, ρ) for generic λ, ρ (diagonal included)."""
+    M, Y = stacked_maps(net)
+    F = coefficient_matrix(net, Method.NEURON).tocoo()
+    n = net.lmi_size
+    rows, cols = F.row % n, F.row // n
+    multipliers = sp.coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
+    pattern = abs(Y).T @ abs(Y) + multipliers + sp.identity(n)
+    pattern = (pattern + pattern.T).tocsr()
+    pattern.data[:] = 1.0
+    return pattern
+
+
+def slack_map(n: int, loc: np.ndarray) -> sp.csr_matrix:
+    """vec_F of the n x n symmetric matrix whose upper-triangle entries z sit at rows/cols loc.
+
+    The free symmetric slacks of a decomposed LMI (chordal separators, overlapping tiles): added to
+    one part and subtracted from another, they cancel in the sum.
+    """
+    a, b = np.triu_indices(loc.size)
+    k = np.arange(a.size)
+    rows = np.concatenate([loc[a] + loc[b] * n, (loc[b] + loc[a] * n)[a != b]])
+    cols = np.concatenate([k, k[a != b]])
+    return sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n * n, a.size))
 
 
 def scale_inputs(net: Network, weights: np.ndarray) -> Network:
@@ -151,7 +177,7 @@ def scale_inputs(net: Network, weights: np.ndarray) -> Network:
     The scaled weights are rounded; use it to solve, and verify with input_weights on
     the original network (verify.py) where the weighting is exact.
     """
-    pi = _input_diagonal(net, weights)
+    pi = input_diagonal(net, weights)
     scale = sp.diags(1.0 / np.sqrt(pi))
     return replace(net, A=(net.A @ scale).tocsr(), C=(net.C @ scale).tocsr(), ops=())
 
@@ -181,119 +207,6 @@ def compress_inputs(net: Network) -> Network:
         input_shape=(factor.shape[1],),
         ops=(),
     )
-
-
-@dataclass
-class LipSdpProblem:
-    """The cvxpy model of one block: minimise ρ' over θ = (λ', ρ'), λ' ≥ 0, L'(λ', ρ') ⪯ 0.
-
-    `net` is the network as given (verification uses it); `solved_net` is the one the
-    SDP is built on (input weights folded in, balanced, inputs compressed). Solver
-    values are in solved_net's units; `lam_scale` and `rho_scale` map them back:
-    λ = lam_scale · λ', ρ = rho_scale · ρ'.
-    """
-
-    net: Network
-    solved_net: Network
-    method: str
-    input_weights: np.ndarray | None
-    theta: cp.Variable
-    problem: cp.Problem
-    groups: np.ndarray  # multiplier index of each neuron
-    lam_scale: np.ndarray
-    rho_scale: float
-    build_seconds: float
-    compiled: object | None = field(default=None, repr=False)  # SCS data, cached by solve.py
-    n_slacks: int = 0  # chordal models: θ = (λ', slacks, ρ')
-    clique_sizes: tuple[int, ...] = ()  # chordal models: the side of each PSD constraint
-
-    @property
-    def n_multipliers(self) -> int:
-        return self.theta.size - 1 - self.n_slacks
-
-    @property
-    def lmi_size(self) -> int:
-        return self.net.lmi_size
-
-    @property
-    def solved_lmi_size(self) -> int:
-        """The side of the largest PSD constraint SCS sees."""
-        return max(self.clique_sizes) if self.clique_sizes else self.solved_net.lmi_size
-
-    def per_neuron(self, lam: np.ndarray) -> np.ndarray:
-        """Per-neuron multipliers of `net` from multipliers in original units."""
-        return np.asarray(lam, dtype=np.float64)[self.groups]
-
-
-def build_problem(
-    net: Network,
-    method: str = "neuron",
-    input_weights: np.ndarray | None = None,
-    compress: bool = True,
-    clique_target: int | None = None,
-) -> LipSdpProblem:
-    """Assemble the cvxpy model of LipSDP-Neuron or LipSDP-Layer from sparse data.
-
-    With clique_target, the LMI is one PSD constraint per clique of its chordal extension
-    (lipcert.sdp.chordal), cliques merged up to that side; the value is the same. Inputs
-    are then not compressed: compression would make the input columns dense.
-    """
-    start = time.perf_counter()
-    solved = net if input_weights is None else scale_inputs(net, input_weights)
-    solved, d, c = balance(solved)
-    if compress and clique_target is None:
-        solved = compress_inputs(solved)
-    # Normalise so that the SDP value ρ' is ≥ 1 but not much larger: SCS's tolerance is
-    # then relative to ρ' (with ρ' ≪ 1 its absolute part dominates and eps=1e-3 can mean
-    # a several-% error in ρ). A linearisation's norm is a lower bound on the SDP value.
-    lower = linear_lower_estimate(solved)
-    if lower > 0:
-        solved, c = scale_outputs(solved, 1.0 / lower), c / lower
-    groups = multiplier_groups(net, method)
-    lam_scale = np.empty(int(groups.max(initial=-1)) + 1)
-    lam_scale[groups] = 1.0 / (c * c * d * d)  # d is constant on a layer, so Layer is consistent
-    n_slacks, cliques = 0, ()
-    if clique_target is None:
-        theta, problem = _cvxpy_model(solved, method)
-    else:
-        from lipcert.sdp.chordal import chordal_model, chordal_tree  # chordal builds on this module
-
-        model = chordal_model(solved, method, chordal_tree(solved, clique_target))
-        theta, problem, n_slacks = model.theta, model.problem, model.n_slacks
-        cliques = tuple(int(c.size) for c in model.tree.cliques)
-    return LipSdpProblem(
-        net=net,
-        solved_net=solved,
-        method=method,
-        input_weights=input_weights,
-        theta=theta,
-        problem=problem,
-        groups=groups,
-        lam_scale=lam_scale,
-        rho_scale=1.0 / (c * c),
-        build_seconds=time.perf_counter() - start,
-        n_slacks=n_slacks,
-        clique_sizes=cliques,
-    )
-
-
-def _cvxpy_model(net: Network, method: str) -> tuple[cp.Variable, cp.Problem]:
-    n, n_x = net.lmi_size, net.n_x
-    F = coefficient_matrix(net, method)
-    n_mult = F.shape[1]
-    # θ = (λ, ρ); the ρ column is −vec(EₓᵀEₓ). Negated so the constraint reads G θ + G0 ⪰ 0
-    # without an extra negation node in the expression tree.
-    x_diag = np.arange(n_x) * (n + 1)
-    rho_col = sp.csc_matrix((np.ones(n_x), (x_diag, np.zeros(n_x, dtype=np.int64))), shape=(n * n, 1))
-    G = sp.hstack([-F, rho_col], format="csc")
-    _, Y = stacked_maps(net)
-    G0 = -(Y.T @ Y).tocsc()
-    theta = cp.Variable(n_mult + 1, name="theta")
-    # PSD(X) constrains the symmetric part of X; X is symmetric by construction, and cvxpy
-    # maps it to SCS's triangular cone directly (no n² symmetry equality constraints).
-    lmi = cp.reshape(G @ theta, (n, n), order="F") + G0 >> 0
-    problem = cp.Problem(cp.Minimize(theta[n_mult]), [lmi, theta[:n_mult] >= 0])
-    return theta, problem
 
 
 def _norm_estimate(M: sp.csr_matrix) -> float:

@@ -27,19 +27,17 @@ import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
 
+from lipcert.defaults import DESCENT_SECONDS, MAX_SWEEPS, VERIFY_LIMIT
 from lipcert.network.form import Network
 from lipcert.sdp.verify import NotCertified, Verification, schur_rho, verify_multipliers
 
-SIZE_LIMIT = 4000  # full LMI side: one dense proof of it (as lipcert.sdp.chordal.VERIFY_LIMIT)
 SCALES = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1)  # s = c(1 + τ): ρ*(s) is convex in s, and its minimum is near c
-MAX_SWEEPS = 12  # the layer-scale search: passes over the layers (a fixed count, so the bound is reproducible)
-DESCENT_SECONDS = 120.0  # and a safety stop per certificate, should each ρ* be slow
 
 
 def chain_weights(net: Network) -> list[np.ndarray] | None:
     """[W_0, …, W_L] when every layer reads only the one before it (the first reads x), else None."""
     layers = net.layers
-    if not layers or net.C.count_nonzero() or net.lmi_size > SIZE_LIMIT:
+    if not layers or net.C.count_nonzero():
         return None
     weights = [_block(net.A, layers[0], (0, net.n_x), net.n_x)]
     if weights[0] is None or net.A[layers[0].stop :].count_nonzero():
@@ -87,7 +85,7 @@ def recursion_multipliers(net: Network, weights: list[np.ndarray]) -> tuple[np.n
 
 def sequential_bound(net: Network, seconds: float = DESCENT_SECONDS) -> Verification | None:
     """The verified bound at the recursion's multipliers, improved layer by layer; None if not a chain."""
-    weights = chain_weights(net)
+    weights = chain_weights(net) if net.lmi_size <= VERIFY_LIMIT else None  # the proof is one dense Cholesky
     found = recursion_multipliers(net, weights) if weights is not None else None
     if found is None:
         return None

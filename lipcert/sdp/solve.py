@@ -1,23 +1,25 @@
-"""Solve a LipSDP model with SCS and report what happened, never raising for solver trouble.
+"""Solve a LipSDP model and report what happened, never raising for solver trouble.
 
-cvxpy compiles the model once (cached on the problem); SCS is then called directly so
-that the iteration count, the exact status and a warm start from any earlier point
-(another block's multipliers, or a looser solve) are available. The objective returned
-here is the solver's raw ρ: it is NOT a bound (MATH.md §3); verify.py makes one.
+The one solver driver of lipcert. cvxpy compiles the model once (cached on the problem); the
+conic solver is then called directly, behind the small ConicSolver protocol, so that the
+iteration count, the exact status and a warm start from any earlier point (another block's
+multipliers, or a looser solve) are available. SCS is the solver; it is imported only when a
+solve runs. The objective returned here is the solver's raw ρ: it is NOT a bound (MATH.md §3);
+verify.py makes one.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import cvxpy as cp
 import numpy as np
-import scs
 from cvxpy.reductions.solvers.conic_solvers.conic_solver import dims_to_solver_dict
 
-from lipcert.sdp.lipsdp import LipSdpProblem
+from lipcert.defaults import SolverSettings
+from lipcert.sdp.model import LipSdpProblem
 
 STATUSES = (
     "optimal",
@@ -28,46 +30,6 @@ STATUSES = (
     "time_limit",
     "error",
 )
-
-
-@dataclass(frozen=True)
-class SolverSettings:
-    """SCS settings. One `eps` sets both eps_abs and eps_rel.
-
-    certify_block starts at `eps` and tightens it ×0.1, warm-started, down to `eps_min`,
-    until the verified bound is within `target_gap` (relative) of SCS's objective; that
-    test is only trusted once eps ≤ `trust_eps` (measured: at eps=1e-3 SCS's objective
-    was off by up to 10% in ρ, at 1e-4 by < 0.5%). `polish_steps` gradient steps on the
-    multipliers precede each verification.
-
-    Defaults from benchmarks/bench_lipsdp.py ("verified bound per second"): start at
-    1e-3 with warm continuation and SCS scale 0.01 certified the benchmark blocks within
-    0.05% of the best verified value in 35 s in all, against 60 s for start 1e-3 with
-    SCS's default scale 0.1, 52 s for a start at 1e-4, and 3.4% worst excess for a single
-    solve at 1e-3. A warm start at a tighter eps cost fewer iterations than a cold one
-    there, except that cold Layer solves on one 332-side LMI stalled for thousands.
-    """
-
-    eps: float = 1e-3
-    max_iters: int = 20_000
-    time_limit_secs: float = 0.0  # 0: none. Per SCS call; certify_block also stops refining
-    warm_start: bool = True
-    verbose: bool = False
-    eps_min: float = 1e-6
-    trust_eps: float = 1e-4
-    target_gap: float = 1e-3
-    polish_steps: int = 10
-    scale: float = 0.01  # SCS's initial primal/dual balance (adapted during the solve)
-
-    def scs_options(self) -> dict[str, Any]:
-        return {
-            "eps_abs": self.eps,
-            "eps_rel": self.eps,
-            "max_iters": self.max_iters,
-            "time_limit_secs": self.time_limit_secs,
-            "verbose": self.verbose,
-            "scale": self.scale,
-        }
 
 
 @dataclass(frozen=True)
@@ -117,12 +79,13 @@ def _compile(problem: LipSdpProblem) -> _Compiled:
 
 
 def _warm_arrays(
-    compiled: _Compiled, warm: WarmPoint | np.ndarray | None, lam_scale: np.ndarray, n_slacks: int = 0
+    compiled: _Compiled, warm: WarmPoint | np.ndarray | None, problem: LipSdpProblem
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """x, y, s for SCS, or None to start cold (also when the shapes do not fit).
+    """x, y, s for the solver, or None to start cold (also when the shapes do not fit).
 
-    A WarmPoint is used as is. From multipliers alone: x = (λ', 0) in solver units,
-    s = b − A x its slack, and y = 0; SCS's first iterations then find ρ.
+    A WarmPoint is used as is. From multipliers alone: each multiplier λ' in solver units,
+    shared equally among the variables it is the sum of (one, except for coupled tiles), every
+    other variable 0, s = b − A x its slack, and y = 0; the first iterations then find ρ.
     """
     if warm is None:
         return None, None, None
@@ -132,22 +95,67 @@ def _warm_arrays(
             return warm.x, warm.y, warm.s
         return None, None, None
     lam = np.asarray(warm, dtype=np.float64).ravel()
-    if lam.size != A.shape[1] - 1 - n_slacks or not np.all(np.isfinite(lam)):
+    if lam.size != problem.n_multipliers or not np.all(np.isfinite(lam)):
         return None, None, None
-    x = np.concatenate([np.maximum(lam, 0.0) / lam_scale, np.zeros(n_slacks + 1)])
+    shares = np.asarray(problem.lam_map.sum(axis=1)).ravel()
+    x = problem.lam_map.T @ (np.maximum(lam, 0.0) / problem.lam_scale / np.maximum(shares, 1.0))
     return x, np.zeros(A.shape[0]), b - A @ x
 
 
-def _status(info: dict[str, Any]) -> str:
-    """Normalise SCS's status (status_val and its text) to one of STATUSES."""
-    val, text = int(info.get("status_val", -4)), str(info.get("status", ""))
-    if "max_iters" in text:
-        return "iteration_limit"
-    if "time_limit" in text:
-        return "time_limit"
-    return {1: "optimal", 2: "optimal_inaccurate", -1: "unbounded", -6: "unbounded", -2: "infeasible"}.get(
-        val, "infeasible" if val == -7 else "error"
-    )
+class ConicSolver(Protocol):
+    """A conic solver lipcert can drive: SCS's data (A, b, c), its cones, settings, a start.
+
+    `solve` returns SCS's solution dictionary (x, y, s, info), and `status` maps its info to one
+    of STATUSES. It may raise for any solver trouble; the driver turns that into a failure.
+    """
+
+    name: str
+
+    def solve(
+        self, data: dict[str, Any], cones: dict[str, Any], settings: SolverSettings, start: tuple | None
+    ) -> dict[str, Any]: ...
+
+    def status(self, info: dict[str, Any]) -> str: ...
+
+
+class Scs:
+    """SCS (Splitting Conic Solver), imported when the first solve runs."""
+
+    name = "SCS"
+
+    def solve(
+        self, data: dict[str, Any], cones: dict[str, Any], settings: SolverSettings, start: tuple | None
+    ) -> dict[str, Any]:
+        import scs
+
+        solver = scs.SCS(data, cones, **self.options(settings))
+        x0, y0, s0 = start if start is not None else (None, None, None)
+        return solver.solve(warm_start=start is not None, x=x0, y=y0, s=s0)
+
+    @staticmethod
+    def options(settings: SolverSettings) -> dict[str, Any]:
+        return {
+            "eps_abs": settings.eps,
+            "eps_rel": settings.eps,
+            "max_iters": settings.max_iters,
+            "time_limit_secs": settings.time_limit_secs,
+            "verbose": settings.verbose,
+            "scale": settings.scale,
+        }
+
+    def status(self, info: dict[str, Any]) -> str:
+        """Normalise SCS's status (status_val and its text) to one of STATUSES."""
+        val, text = int(info.get("status_val", -4)), str(info.get("status", ""))
+        if "max_iters" in text:
+            return "iteration_limit"
+        if "time_limit" in text:
+            return "time_limit"
+        return {1: "optimal", 2: "optimal_inaccurate", -1: "unbounded", -6: "unbounded", -2: "infeasible"}.get(
+            val, "infeasible" if val == -7 else "error"
+        )
+
+
+SCS = Scs()
 
 
 def _failure(message: str, compile_seconds: float = 0.0, solve_seconds: float = 0.0) -> SolveOutcome:
@@ -159,24 +167,24 @@ def solve_lipsdp(
     problem: LipSdpProblem,
     settings: SolverSettings | None = None,
     warm: WarmPoint | np.ndarray | None = None,
+    solver: ConicSolver = SCS,
 ) -> SolveOutcome:
-    """Run SCS on the model. `warm`: an earlier WarmPoint of this model's structure, or
+    """Run the solver on the model. `warm`: an earlier WarmPoint of this model's structure, or
     multipliers in original units (as in SolveOutcome.multipliers)."""
     settings = settings or SolverSettings()
     try:
         compiled = _compile(problem)
     except Exception as exc:  # any cvxpy failure is a solver failure here
         return _failure(f"cvxpy compilation failed: {type(exc).__name__}: {exc}")
-    x0, y0, s0 = _warm_arrays(compiled, warm if settings.warm_start else None, problem.lam_scale, problem.n_slacks)
+    x0, y0, s0 = _warm_arrays(compiled, warm if settings.warm_start else None, problem)
     start = time.perf_counter()
     try:
-        solver = scs.SCS(_scs_data(compiled), compiled.cones, **settings.scs_options())
-        sol = solver.solve(warm_start=x0 is not None, x=x0, y=y0, s=s0)
-    except Exception as exc:  # SCS raises assorted errors; all mean "no answer"
+        sol = solver.solve(_scs_data(compiled), compiled.cones, settings, None if x0 is None else (x0, y0, s0))
+    except Exception as exc:  # solvers raise assorted errors; all mean "no answer"
         elapsed = time.perf_counter() - start
-        return _failure(f"SCS raised {type(exc).__name__}: {exc}", compiled.seconds, elapsed)
+        return _failure(f"{solver.name} raised {type(exc).__name__}: {exc}", compiled.seconds, elapsed)
     elapsed = time.perf_counter() - start
-    return _outcome(sol, problem, compiled.seconds, elapsed)
+    return _outcome(sol, problem, solver.status(sol.get("info", {})), compiled.seconds, elapsed)
 
 
 def _scs_data(compiled: _Compiled) -> dict[str, Any]:
@@ -184,11 +192,11 @@ def _scs_data(compiled: _Compiled) -> dict[str, Any]:
     return {"A": data["A"], "b": np.asarray(data["b"]).ravel(), "c": np.asarray(data["c"]).ravel()}
 
 
-def _outcome(sol: dict[str, Any], problem: LipSdpProblem, compile_s: float, solve_s: float) -> SolveOutcome:
-    """Map SCS's answer back to the original network's units (see LipSdpProblem)."""
-    n_mult = problem.n_multipliers
+def _outcome(
+    sol: dict[str, Any], problem: LipSdpProblem, status: str, compile_s: float, solve_s: float
+) -> SolveOutcome:
+    """Map the solver's answer back to the original network's units (see LipSdpProblem)."""
     info = sol.get("info", {})
-    status = _status(info)
     iterations = int(info.get("iter", 0))
     message = str(info.get("status", ""))
     x = np.asarray(sol.get("x", []), dtype=np.float64)
@@ -201,7 +209,7 @@ def _outcome(sol: dict[str, Any], problem: LipSdpProblem, compile_s: float, solv
         status = status if status in ("iteration_limit", "time_limit") else "error"
         return SolveOutcome(status, None, nan, nan, iterations, solve_s, compile_s, f"NaN in SCS output; {message}")
     warm = WarmPoint(x=x.copy(), y=np.asarray(sol["y"], float).copy(), s=np.asarray(sol["s"], float).copy())
-    lam = x[:n_mult] * problem.lam_scale
+    lam = (problem.lam_map @ x) * problem.lam_scale
     rho = float(x[-1]) * problem.rho_scale
     dual = float(info.get("dobj", nan)) * problem.rho_scale
     return SolveOutcome(status, lam, rho, dual, iterations, solve_s, compile_s, message, warm)

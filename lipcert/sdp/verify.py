@@ -19,11 +19,11 @@ import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
 
+from lipcert.defaults import SINGLE_THREAD_BELOW
 from lipcert.linalg import certify_psd, gamma, largest_eigenvalue_estimate, round_up
 from lipcert.network.form import Network
 from lipcert.sdp.lipsdp import lmi_matrix, stacked_maps
 
-SINGLE_THREAD_BELOW = 2000  # LMI side under which BLAS threads cost more than they give
 REL_MARGIN = 1e-9  # ρ̂ = ρ*(1 + REL_MARGIN) + absolute margin, before any increase
 PROOF_ATTEMPTS = 8  # the margin grows ×10 per failed proof
 # (factor on λ, addition as a fraction of mean λ): tried in order when R is not ≺ 0

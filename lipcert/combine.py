@@ -1,4 +1,5 @@
-"""Combining per-block bounds into one bound: the theorems of MATH.md §4, one function each.
+"""Combining per-block bounds into one bound: the theorems of MATH.md §4, one function each,
+and RULES, the registry that names each group combination and the theorem behind it.
 
 Every result is a certificate, so every floating-point operation is rounded upward.
 Round-to-nearest IEEE arithmetic (and math.fsum, math.sqrt) return the float nearest
@@ -11,13 +12,17 @@ intermediate value an upper bound of its exact counterpart, and the functions us
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from fractions import Fraction
 
 import numpy as np
 import scipy.sparse as sp
 
+from lipcert.defaults import COUPLED_BUDGET
 from lipcert.linalg import round_up
+from lipcert.vocabulary import Combine, GroupRule, Method
 
 
 def combine_paper(bounds: Sequence[float]) -> float:
@@ -122,3 +127,69 @@ def _reciprocal_down(counts: np.ndarray) -> np.ndarray:
         q = 1.0 / c
         out[counts == c] = q if Fraction(q) * c <= 1 else float(np.nextafter(q, 0.0))
     return out
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+class Solves(StrEnum):
+    """What a group's combination has solved before it combines."""
+
+    GROUP = "the group as one block"
+    TILES = "each tile on its own"
+    WEIGHTED_TILES = "each tile with partition-of-unity input weights"
+    COUPLED = "the group's tiles in one SDP"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One way a depth group's tile results become the group's bound."""
+
+    name: GroupRule
+    solves: Solves
+    theorem: str  # the statement proven in MATH.md §4 (and in the function's docstring)
+    bound: Callable[[Sequence[float], Sequence[np.ndarray], int], float]  # (tile values, K_i, n_x) -> bound
+
+
+def _single(values: Sequence[float], _: Sequence[np.ndarray], __: int) -> float:
+    return values[0]
+
+
+RULES: dict[GroupRule, Rule] = {
+    rule.name: rule
+    for rule in (
+        Rule(GroupRule.SINGLE, Solves.GROUP, "one block: its verified bound", _single),
+        Rule(GroupRule.PAPER, Solves.TILES, "(a) L <= sqrt(sum_i L_i^2)", lambda v, _, __: combine_paper(v)),
+        Rule(GroupRule.OVERLAP, Solves.TILES, "(b) L <= sqrt(max_k sum_{i: k in K_i} L_i^2)", combine_overlap),
+        Rule(
+            GroupRule.POU,
+            Solves.WEIGHTED_TILES,
+            "(c) L <= sqrt(max_i rho_i), tile i weighted by pi_i with sum_{i: k in K_i} pi_i(k) <= 1",
+            lambda v, _, __: combine_pou([round_up(b * b) for b in v]),
+        ),
+        Rule(
+            GroupRule.COUPLED,
+            Solves.COUPLED,
+            "(d) one SDP, one PSD constraint per tile; its stitched multipliers verified on the group's LMI",
+            _single,
+        ),
+    )
+}
+
+
+def resolve_rule(combine: Combine, method: Method, tile_sizes: Sequence[int], max_block_size: int) -> GroupRule:
+    """The rule a group's tiles actually combine by (`tile_sizes`: each tile's LMI side).
+
+    auto couples a group's tiles when its one SDP costs at most COUPLED_BUDGET SCS iterations of
+    blocks at the size budget (cubic in each PSD block's side), else overlap (independent,
+    reusable tiles). coupled splits per-neuron multipliers, so LipSDP-Layer falls back to overlap.
+    """
+    if len(tile_sizes) == 1:
+        return GroupRule.SINGLE
+    combine = Combine(combine)
+    if combine is Combine.AUTO:
+        cost = sum(float(n) ** 3 for n in tile_sizes)
+        combine = Combine.COUPLED if cost <= COUPLED_BUDGET * float(max_block_size) ** 3 else Combine.OVERLAP
+    if combine is Combine.COUPLED and Method(method) is not Method.NEURON:
+        return GroupRule.OVERLAP
+    return GroupRule(combine.value)
