@@ -37,30 +37,3 @@ def estimate_pairs(
     selected = [replace(options, selection=pair_row(n_y, i, j), selection_label=f"pair {i},{j}") for i, j in pairs]
     certificates = estimate_many(model, selected, progress)
     return [PairBound(i, j, cert.bound, cert) for (i, j), cert in zip(pairs, certificates)]
-
-
-def pairs_json(model: LoadedModel, results: list[PairBound], full: Certificate | None) -> dict:
-    """The --pairs all report; `lipcert radius --bounds` reads it back."""
-    from lipcert.result import SCHEMA_VERSION
-    from lipcert.versions import versions
-
-    first = results[0].certificate
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "pairs",
-        "model": str(model.path),
-        "sha256": model.sha256,
-        "method": first.method,
-        "combine": first.combine,
-        "plan": first.plan,
-        "full_output_bound": full.bound if full else None,
-        "pairs": [{"i": r.i, "j": r.j, "bound": r.bound} for r in results],
-        "seconds": max(r.certificate.seconds for r in results),  # one solve pass for all pairs
-        "versions": versions(),
-    }
-
-
-def pairs_csv(results: list[PairBound]) -> str:
-    lines = ["i,j,bound,method,combine"]
-    lines += [f"{r.i},{r.j},{r.bound!r},{r.certificate.method},{r.certificate.combine or ''}" for r in results]
-    return "\n".join(lines) + "\n"

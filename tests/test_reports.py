@@ -14,8 +14,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from lipcert.report import CSV_COLUMNS
-from lipcert.schema import CERTIFICATE
+from lipcert.report.schema import CERTIFICATE
+from lipcert.report.tables import CSV_COLUMNS
 from tests.conftest import REPO, SAMPLES
 
 MODEL = str(SAMPLES / "digits_chain.onnx")

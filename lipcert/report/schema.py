@@ -7,7 +7,7 @@ _SHAPE = {"type": "array", "items": {"type": "integer", "minimum": 1}}
 
 BLOCK = {
     "type": "object",
-    "required": ["group", "tile", "size", "bound", "seconds", "source", "reused", "key", "raw_objective"],
+    "required": ["group", "tile", "size", "bound", "seconds", "source", "reused", "key", "raw_objective", "fallback"],
     "properties": {
         "group": {"type": "integer", "minimum": 0},
         "tile": {"type": "integer", "minimum": 0},
@@ -18,6 +18,7 @@ BLOCK = {
         "reused": {"type": "boolean"},
         "key": {"type": "string"},
         "raw_objective": _NUMBER_OR_NULL,
+        "fallback": {"type": "boolean"},
     },
     "additionalProperties": False,
 }
