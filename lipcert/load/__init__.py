@@ -9,19 +9,18 @@ from pathlib import Path
 
 from torch import fx, nn
 
+from lipcert.defaults import MAX_NEURONS
 from lipcert.errors import BadInputError, ModelTooLargeError
 from lipcert.load.onnx_loader import load_onnx, load_onnx_proto
 from lipcert.load.torch_loader import archive_kind, export_onnx, load_torch_module
 from lipcert.network.form import Network
 from lipcert.network.trace import trace_network
 
-MAX_NEURONS = 2_000_000  # beyond this the sparse form alone needs several GiB
-
 
 @dataclass(frozen=True)
 class LoadedModel:
     path: Path
-    format: str  # "onnx", "torchscript", "export", "state_dict", "pickle"
+    format: str  # "onnx", "torchscript", "export", "state_dict", "pickle", or "module" (in memory)
     network: Network
     module: nn.Module  # the model as torch runs it, for comparisons and lower bounds
     input_shape: tuple[int, ...]  # batch first
@@ -57,14 +56,37 @@ def load_model(
         raise BadInputError(f"{path} is not a file")
     start = time.perf_counter()
     fmt, gm, shape, module = _read(path, arch, trust_pickle, input_shape)
+    network = _traced(gm, shape, path, max_neurons)
+    seconds = time.perf_counter() - start
+    return LoadedModel(path, fmt, network, module, shape, file_sha256(path), seconds)
+
+
+def load_module(module: nn.Module, input_shape: tuple[int, ...], max_neurons: int = MAX_NEURONS) -> LoadedModel:
+    """An in-memory torch module (e.g. from a training script), read like a checkpoint file.
+
+    It is exported to ONNX in memory and goes down the same path as a saved model (so the
+    certificate equals that of the module's ONNX export); `input_shape` is without the batch
+    axis. The module itself is not changed. Its `path` names the class, and `sha256` is that
+    of the exported ONNX bytes.
+    """
+    start = time.perf_counter()
+    name = Path(f"<{type(module).__name__}>")
+    shape = (1, *(int(d) for d in input_shape))
+    proto = export_onnx(module, shape, name)
+    gm, shape = load_onnx_proto(proto, name, shape[1:])
+    network = _traced(gm, shape, name, max_neurons)
+    digest = hashlib.sha256(proto.SerializeToString()).hexdigest()
+    return LoadedModel(name, "module", network, module, shape, digest, time.perf_counter() - start)
+
+
+def _traced(gm: fx.GraphModule, shape: tuple[int, ...], path: Path, max_neurons: int) -> Network:
     network = trace_network(gm, shape)
     if network.n_w > max_neurons:
         raise ModelTooLargeError(
             f"{path}: {network.n_w} neurons exceed the limit of {max_neurons}; "
             "certify it in parts with --split (for example --split 4x4)"
         )
-    seconds = time.perf_counter() - start
-    return LoadedModel(path, fmt, network, module, shape, file_sha256(path), seconds)
+    return network
 
 
 def _read(
