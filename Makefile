@@ -34,7 +34,7 @@ test: lint
 test-slow: install
 	$(TEST_ENV) $(BIN)/python -m pytest -q -m slow
 
-# Benchmarks (benchmarks/harness.py; results in benchmarks/RESULTS.md and results.csv). Resumable: rows
+# Benchmarks (python -m benchmarks.harness; results in benchmarks/RESULTS.md and results.csv). Resumable: rows
 # already in results.csv for this commit are skipped; BENCH_ARGS=--fresh re-runs them. Peers' packages
 # (eclipse-nn) go into .bench-deps only, on PYTHONPATH for the harness alone, never into the main install.
 BENCH_DEPS := .bench-deps
@@ -49,10 +49,10 @@ $(BENCH_DEPS)/.installed: | install
 bench-env: $(BENCH_DEPS)/.installed
 
 bench: install bench-env
-	$(TEST_ENV) $(BIN)/python benchmarks/harness.py $(BENCH_ARGS)
+	$(TEST_ENV) $(BIN)/python -m benchmarks.harness $(BENCH_ARGS)
 
 bench-quick: install bench-env
-	$(TEST_ENV) $(BIN)/python benchmarks/harness.py --quick $(BENCH_ARGS)
+	$(TEST_ENV) $(BIN)/python -m benchmarks.harness --quick $(BENCH_ARGS)
 
 samples: install
 	$(BIN)/python sample_models/train.py

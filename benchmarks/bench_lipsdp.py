@@ -1,6 +1,6 @@
 """Benchmark the verified LipSDP core; prints markdown tables.
 
-    .venv/bin/python benchmarks/bench_lipsdp.py [--quick]
+    .venv/bin/python -m benchmarks.bench_lipsdp [--quick]
 
 1. Reference nets (../shared/anchors/lipsdp): verified Neuron/Layer bounds, time, ratio
    to the published (MOSEK) values, at the default SolverSettings.
@@ -24,17 +24,19 @@ import numpy as np
 import scipy.io as sio
 import scipy.sparse as sp
 
+from lipcert.defaults import SolverSettings
 from lipcert.network.activations import ACTIVATIONS
 from lipcert.network.form import Layer, Network
 from lipcert.sdp.certify import certify_block
-from lipcert.sdp.lipsdp import build_problem
-from lipcert.sdp.solve import SolverSettings, solve_lipsdp
+from lipcert.sdp.model import build_problem
+from lipcert.sdp.solve import solve_lipsdp
 from lipcert.sdp.verify import polish_multipliers, verify_multipliers
+from lipcert.vocabulary import Method
 
 ANCHORS = Path(__file__).resolve().parents[1] / ".." / "shared" / "anchors" / "lipsdp"
 REFERENCE = {  # LipSDP README (MOSEK)
-    "random_2-10-30-20-2": ("random_weights.mat", {"neuron": 36.482, "layer": 39.839}),
-    "mnist_784-50-10": ("mnist_weights.mat", {"neuron": 24.366, "layer": 26.256}),
+    "random_2-10-30-20-2": ("random_weights.mat", {Method.NEURON: 36.482, Method.LAYER: 39.839}),
+    "mnist_784-50-10": ("mnist_weights.mat", {Method.NEURON: 24.366, Method.LAYER: 26.256}),
 }
 EPS_SWEEP = (1e-2, 1e-3, 1e-4, 1e-5)
 
@@ -104,7 +106,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 def bench_reference() -> None:
     rows = []
     for name, (net, ref) in reference_nets().items():
-        for method in ("neuron", "layer"):
+        for method in (Method.NEURON, Method.LAYER):
             start = time.perf_counter()
             cert = certify_block(net, method)
             elapsed = time.perf_counter() - start
@@ -181,7 +183,7 @@ def bench_scs_sweep(nets: dict[str, Network]) -> None:
     header = ["net", "method", "eps", "warm", "iters", "SCS s", "raw", "verified", "polished", "polish s", "excess"]
     rows = []
     for name, net in nets.items():
-        for method in ("neuron", "layer"):
+        for method in (Method.NEURON, Method.LAYER):
             results = sweep_one(name, net, method)
             best = min(min(r.bound, r.polished) for r in results)
             for r in results:
@@ -223,7 +225,7 @@ def bench_pipeline(nets: dict[str, Network]) -> None:
     results: dict[str, list[tuple[float, float, int]]] = {label: [] for label, _ in configs}
     rows = []
     for name, net in nets.items():
-        for method in ("neuron", "layer"):
+        for method in (Method.NEURON, Method.LAYER):
             found = {}
             for label, settings in configs:
                 start = time.perf_counter()
@@ -273,7 +275,7 @@ def bench_compile(quick: bool) -> None:
     rows = []
     for sizes, seed in configs:
         net = random_net(sizes, ["relu"] * (len(sizes) - 2), seed)
-        for method in ("neuron", "layer"):
+        for method in (Method.NEURON, Method.LAYER):
             start = time.perf_counter()
             problem = build_problem(net, method)
             build = time.perf_counter() - start

@@ -10,7 +10,8 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench_common import ANCHORS_DIR, GLIPSDP_PEERS, MODELS_DIR, SAMPLES_DIR, published_lower_bounds
+from tests.support import ANCHORS_DIR, GLIPSDP_PEERS, MODELS_DIR, published_lower_bounds
+from tests.support import SAMPLES as SAMPLES_DIR
 
 
 @dataclass(frozen=True)

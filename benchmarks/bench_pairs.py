@@ -1,6 +1,6 @@
 """The gain of bounding class pairs f_i - f_j instead of the whole output; logit 7 against GLipSDP's peers.
 
-    .venv/bin/python benchmarks/bench_pairs.py [--quick] [--full-limit 1000] [--jobs 1] [--models NAME ...]
+    .venv/bin/python -m benchmarks.bench_pairs [--quick] [--full-limit 1000] [--jobs 1] [--models NAME ...]
         [--save-pairs DIR]
 
 1. Gain: per model, the certified bound of the whole output f, and of every class pair f_i - f_j
@@ -37,7 +37,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from lipcert.estimate import EstimateOptions, effective_lmi_size, estimate  # noqa: E402
 from lipcert.load import LoadedModel, load_model  # noqa: E402
 from lipcert.outputs import logit_row  # noqa: E402
-from lipcert.pairs import estimate_pairs, pairs_json  # noqa: E402
+from lipcert.pairs import estimate_pairs
+from lipcert.report.documents import pairs_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

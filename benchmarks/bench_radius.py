@@ -1,6 +1,6 @@
 """How close an L2 PGD attack gets to lipcert's certified radii on the sample models (issue 7).
 
-    .venv/bin/python benchmarks/bench_radius.py [--models digits_chain digits_tanh] [--inputs 50]
+    .venv/bin/python -m benchmarks.bench_radius [--models digits_chain digits_tanh] [--inputs 50]
         [--bounds-dir DIR] [--max-iters N] [--restarts 10] [--steps 50]
 
 For each model: the first --inputs held-out digits images (sample_models/train.py's split), their
@@ -34,11 +34,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-from lipcert.attack import attack_radius, pgd_margin  # noqa: E402
 from lipcert.estimate import EstimateOptions  # noqa: E402
 from lipcert.load import LoadedModel, load_model  # noqa: E402
-from lipcert.pairs import estimate_pairs, pairs_json  # noqa: E402
+from lipcert.pairs import estimate_pairs
 from lipcert.radius import certified_radii, logits, read_pair_bounds  # noqa: E402
+from lipcert.report.documents import pairs_json  # noqa: E402
+from tests.support import attack_radius, pgd_margin  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

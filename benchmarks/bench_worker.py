@@ -1,6 +1,6 @@
 """One benchmark worker: load one model, run a list of configurations one after the other.
 
-    python benchmarks/bench_worker.py JOB.json
+    python -m benchmarks.bench_worker JOB.json
 
 Run by benchmarks/harness.py in a fresh process per model (and again after a time-out). It reports
 JSON lines on its original stdout (`loaded`, then `start` and `done` per configuration); anything
@@ -25,7 +25,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
-from bench_common import chain_weights, load, selected_lower  # noqa: E402
+
+from tests.support import load_quietly, selected_lower  # noqa: E402
 
 
 def reset_peak() -> bool:
@@ -55,7 +56,8 @@ def selection_row(n_y: int, selection: str) -> np.ndarray | None:
 
 
 def run_lipcert(loaded, cfg: dict, row: np.ndarray | None, measured: dict) -> dict:  # noqa: ANN001
-    from lipcert.estimate import EstimateOptions, choose_plan, couple_across_groups, describe, estimate
+    from lipcert import EstimateOptions, certify
+    from lipcert.estimate import choose_plan, describe, plan_to_run
     from lipcert.outputs import select_outputs
 
     split = None if cfg["split"] in ("auto", "-") else tuple(int(p) for p in cfg["split"].split("x"))
@@ -75,17 +77,15 @@ def run_lipcert(loaded, cfg: dict, row: np.ndarray | None, measured: dict) -> di
     if cfg["method"] != "naive":
         with contextlib.suppress(Exception):  # only an optimisation: any failure here just means "solve it"
             net = loaded.network if row is None else select_outputs(loaded.network, row)
-            plan = choose_plan(net, options)
-            target = None
-            if options.chordal:  # coupled over several groups becomes one chordal block, merged to its own target
-                plan, target = couple_across_groups(net, plan, options.max_block_size)
+            # coupled over several groups becomes one chordal block, merged to its own target
+            plan, target = plan_to_run(net, choose_plan(net, options), options)
             if all(group.n_tiles == 1 for group in plan.groups):  # no tiles: the combination mode is irrelevant
                 reuse_key = (cfg["selection"], cfg["method"], describe(plan), options.chordal, target)
     if reuse_key in measured:
         out = dict(measured[reuse_key])
         out["note"] = f"same plan (no tiles) as `{out['config']}`: measured once, combination mode irrelevant"
         return out
-    cert = estimate(loaded, options)
+    cert = certify(loaded, options=options)
     out = {
         "config": cfg["id"],
         "status": "ok",
@@ -108,10 +108,14 @@ def run_eclipse(loaded, cfg: dict, row: np.ndarray | None) -> dict:  # noqa: ANN
         from eclipse_nn import LipConstEstimator
     except ImportError as err:
         return {"status": "unavailable", "note": f"eclipse-nn is not importable ({err}); run `make bench-env`"}
-    chain = chain_weights(loaded.network, row)
-    if chain is None:
+    from lipcert.outputs import select_outputs
+    from lipcert.sdp.sequential import chain_weights
+
+    net = loaded.network if row is None else select_outputs(loaded.network, row)
+    weights = chain_weights(net)
+    if weights is None:
         return {"status": "n/a", "note": "not a plain fully connected chain"}
-    weights, alphas, betas = chain
+    alphas, betas = [float(layer.alpha) for layer in net.layers], [float(layer.beta) for layer in net.layers]
     start = time.perf_counter()
     estimator = LipConstEstimator(
         weights=[torch.tensor(w, dtype=torch.float64) for w in weights], alphas=alphas, betas=betas
@@ -137,7 +141,7 @@ def run_eclipse(loaded, cfg: dict, row: np.ndarray | None) -> dict:  # noqa: ANN
 
 
 def run_config(loaded, cfg: dict, measured: dict) -> dict:  # noqa: ANN001
-    from lipcert.errors import LipcertError, ModelTooLargeError
+    from lipcert import LipcertError, ModelTooLargeError
 
     row = selection_row(loaded.network.n_y, cfg["selection"])
     try:
@@ -169,7 +173,7 @@ def main(argv: list[str]) -> int:
         proto.flush()
 
     start = time.perf_counter()
-    loaded = load(Path(job["model_path"]))
+    loaded = load_quietly(Path(job["model_path"]))
     from lipcert.estimate import effective_lmi_size
 
     net = loaded.network

@@ -1,13 +1,13 @@
 """The benchmark harness behind `make bench` and `make bench-quick` (issue 6).
 
-    python benchmarks/harness.py [--quick] [--fresh] [--models NAME ...] [--budget SECONDS] [--report-only]
+    python -m benchmarks.harness [--quick] [--fresh] [--models NAME ...] [--budget SECONDS] [--report-only]
 
 For every model (benchmarks/bench_models.py) it runs, one after the other in the same run:
 lipcert's empirical lower bound, the naive bound (certified product of spectral norms), the full
 LipSDP-Neuron and -Layer (--split 1x1, --max-block-size raised to --full-limit), lipcert's four
 combination modes at splits 2x2, 4x4 and the automatic plan, and ECLipsE / ECLipsE-Fast
 (eclipse-nn, from .bench-deps) on fully connected chains. Each model runs in a fresh worker
-process (benchmarks/bench_worker.py), each configuration under a time limit (the worker is killed
+process (python -m benchmarks.bench_worker), each configuration under a time limit (the worker is killed
 and the row says "timeout"); peak memory is per configuration.
 
 Rows go to results.csv (rewritten atomically after every configuration); a row already there for
@@ -34,12 +34,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_models import ModelSpec, all_models, build_scaling_model, scaling_name
-from bench_report import newest_rows, write_report
+from benchmarks.bench_models import ModelSpec, all_models, build_scaling_model, scaling_name
+from benchmarks.bench_report import newest_rows, write_report
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-WORKER = HERE / "bench_worker.py"
+WORKER = "benchmarks.bench_worker"  # run as a module from the repository root
 DEFAULT_MAX_BLOCK = 600  # lipcert's own default --max-block-size
 COMBINES = ("paper", "overlap", "pou", "coupled")
 QUICK_BUDGET = 420.0  # s; plus the configuration running at that moment (at most the default's 90 s limit)
@@ -322,11 +322,11 @@ class Runner:
         left = list(pending)
         env = dict(os.environ)
         deps = REPO / ".bench-deps"
-        paths = [str(HERE)] + ([str(deps)] if deps.is_dir() else []) + [env.get("PYTHONPATH", "")]
+        paths = [str(REPO)] + ([str(deps)] if deps.is_dir() else []) + [env.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         with open(logs / f"{spec.name}.log", "a") as log:
             proc = subprocess.Popen(
-                [sys.executable, str(WORKER), str(job)],
+                [sys.executable, "-m", WORKER, str(job)],
                 stdout=subprocess.PIPE, stderr=log, env=env, cwd=REPO, start_new_session=True, text=True,
             )  # fmt: skip
             selector = selectors.DefaultSelector()

@@ -1,4 +1,4 @@
-"""The benchmark harness (benchmarks/harness.py) end to end on one tiny random conv net, in a temp dir."""
+"""The benchmark harness (python -m benchmarks.harness) end to end on one tiny random conv net, in a temp dir."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-HARNESS = REPO / "benchmarks" / "harness.py"
 ANCHORS = REPO.parent / "shared" / "anchors"
 LIPCERT_ROWS = ("lipsdp-neuron", "lipsdp-layer")
 
 
 def run_harness(tmp_path: Path, *args: str) -> list[dict]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    command = [sys.executable, str(HARNESS), "--output-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache")]
+    command = [sys.executable, "-m", "benchmarks.harness", "--output-dir", str(tmp_path)]
+    command += ["--cache-dir", str(tmp_path / "cache")]
     done = subprocess.run([*command, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     with open(tmp_path / "results.csv", newline="") as handle:
@@ -39,8 +39,7 @@ def check_rows(rows: list[dict]) -> None:
 
 
 def test_harness_on_a_tiny_conv_net(tmp_path: Path) -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from harness import COLUMNS
+    from benchmarks.harness import COLUMNS
 
     args = ["--models", "conv_d2_c2_6x6", "--extra-scaling", "2,2,6", "--no-plots"]
     args += ["--only", "|lower|", "|naive|", "|1x1|", "|2x2|coupled", "--quick"]
@@ -77,11 +76,8 @@ def test_harness_on_the_lipsdp_reference_net(tmp_path: Path) -> None:
 
 def test_the_full_model_list_is_not_the_quick_one(tmp_path: Path) -> None:
     # A regression: a loop variable once shadowed `quick`, and `make bench` silently ran the quick subset.
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from bench_models import SCALING, all_models
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    from benchmarks.bench_models import SCALING, all_models
+
     full = {s.name for s in all_models(tmp_path)}
     quick = {s.name for s in all_models(tmp_path, quick=True)}
     assert quick < full
@@ -94,11 +90,7 @@ def test_the_full_model_list_is_not_the_quick_one(tmp_path: Path) -> None:
 
 
 def test_the_report_shows_each_configurations_newest_run_and_the_limits_it_ran_under() -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from bench_report import commits_line, current_rows, newest_rows, time_limits
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    from benchmarks.bench_report import commits_line, current_rows, newest_rows, time_limits
 
     def row(config: str, commit: str, stamp: str, split: str, combine: str, limit: str) -> dict:
         return {"config_id": config, "commit": commit, "timestamp": stamp, "method": "lipsdp-neuron",

@@ -15,13 +15,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from lipcert.attack import attack_radius, pgd_margin
 from lipcert.cli import app
 from lipcert.errors import EXIT_BAD_INPUT, EXIT_UNDER_CERTIFIED, BadInputError
 from lipcert.estimate import EstimateOptions, estimate
-from lipcert.pairs import estimate_pairs, pairs_csv, pairs_json
+from lipcert.pairs import estimate_pairs
 from lipcert.radius import certified_radii, load_inputs, logits, read_pair_bounds
+from lipcert.report.documents import pairs_json
+from lipcert.report.tables import pairs_csv
 from tests.conftest import REPO, SAMPLES, load_cached
+from tests.support import attack_radius, pgd_margin
 
 runner = CliRunner()
 CHAIN = SAMPLES / "digits_chain.onnx"
