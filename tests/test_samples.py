@@ -106,17 +106,68 @@ def test_pickle_is_a_full_module_pickle(name: str) -> None:
         torch.load(SAMPLE_DIR / f"{name}.pickle.pt", weights_only=True)
 
 
-def test_training_reproduces_onnx_weights(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def retrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The samples trained again by sample_models/train.py (seeded; about 10 s)."""
+    out = tmp_path_factory.mktemp("retrained")
     # A subprocess keeps train.py's global torch settings (deterministic mode, 1 thread) out of pytest.
-    subprocess.run(
-        [sys.executable, str(SAMPLE_DIR / "train.py"), "--out", str(tmp_path)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    for name in NAMES:
-        shipped = _onnx_initializers(SAMPLE_DIR / f"{name}.onnx")
-        fresh = _onnx_initializers(tmp_path / f"{name}.onnx")
-        assert shipped.keys() == fresh.keys()
-        for key, value in shipped.items():
-            np.testing.assert_allclose(fresh[key], value, atol=1e-6, rtol=0, err_msg=f"{name}:{key}")
+    subprocess.run([sys.executable, str(SAMPLE_DIR / "train.py"), "--out", str(out)], check=True, capture_output=True)
+    return out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_weights_fit_the_training_scripts_architecture(name: str) -> None:
+    """The state_dict and the ONNX file hold exactly the parameters the class in architectures.py has."""
+    expected = {k: tuple(v.shape) for k, v in _import_sample("architectures").MODELS[name]().state_dict().items()}
+    shipped = torch.load(SAMPLE_DIR / f"{name}.state_dict.pt", weights_only=True)
+    assert {k: tuple(v.shape) for k, v in shipped.items()} == expected
+    onnx_shapes = {k: v.shape for k, v in _onnx_initializers(SAMPLE_DIR / f"{name}.onnx").items() if k in expected}
+    assert onnx_shapes == {k: shape for k, shape in expected.items() if k in onnx_shapes} and onnx_shapes
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_retraining_is_seeded_and_reaches_the_accuracy_bar(
+    name: str, retrained: Path, train_mod: ModuleType, test_data: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    x, y = test_data
+    model = _import_sample("architectures").MODELS[name]()
+    model.load_state_dict(torch.load(retrained / f"{name}.state_dict.pt", weights_only=True))
+    assert train_mod.accuracy(model.eval(), x, y) >= 0.9
+
+
+# Float32 training is not bit-reproducible across CPUs (another summation order in the SIMD kernels).
+# Measured against the shipped files (trained on an Intel machine), a retraining on an AMD EPYC gave
+# digits_chain and digits_tanh weights within 2.5e-6 relative, but digits_residual weights that differ
+# by O(1) (conv1.bias by 114%; residual + BatchNorm training amplifies the first differences), with
+# the same accuracy. So a retrained model is compared with the shipped one only where its weights
+# stayed close; otherwise it is another model, and only its certificate's soundness is checked.
+CLOSE_WEIGHTS = 1e-4
+# For close weights: a relative weight change e moves each layer's spectral norm by at most e
+# relative, so the certified product of norms of these 2-4 layer nets moves by about 4e (4e-4 at
+# CLOSE_WEIGHTS), and the LipSDP value, continuous in the weights, by as much again; SCS's
+# continuation stops within target_gap = 1e-3 of the optimum. 2e-3 covers both.
+CERTIFICATE_RTOL = 2e-3
+
+
+def _weight_deviation(name: str, retrained: Path) -> float:
+    shipped, fresh = _onnx_initializers(SAMPLE_DIR / f"{name}.onnx"), _onnx_initializers(retrained / f"{name}.onnx")
+    assert shipped.keys() == fresh.keys()
+    floats = [k for k, v in shipped.items() if v.dtype.kind == "f" and v.size]
+    return max(float(np.max(np.abs(fresh[k] - shipped[k])) / (np.max(np.abs(shipped[k])) + 1e-30)) for k in floats)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_retrained_model_certifies_as_the_shipped_one(name: str, retrained: Path) -> None:
+    import lipcert
+    from lipcert.lower import lower_bound
+
+    shipped = lipcert.load_model(SAMPLE_DIR / f"{name}.onnx")
+    fresh = lipcert.load_model(retrained / f"{name}.onnx")
+    naive = [lipcert.certify(m, method="naive").bound for m in (shipped, fresh)]
+    if _weight_deviation(name, retrained) > CLOSE_WEIGHTS:  # another model: its bound must still be sound
+        assert lower_bound(fresh.module, fresh.input_shape).value <= naive[1]
+        return
+    assert naive[1] == pytest.approx(naive[0], rel=CERTIFICATE_RTOL)
+    if name == "digits_chain":  # the default certificate takes about 5 s here; the others repeat it for minutes
+        default = [lipcert.certify(m).bound for m in (shipped, fresh)]
+        assert default[1] == pytest.approx(default[0], rel=CERTIFICATE_RTOL)
