@@ -40,8 +40,12 @@ def print_inspect(model: LoadedModel, verdict: str) -> None:
         table.add_column(column, justify="right" if column == "neurons" else "left")
     for op in net.ops:
         layer = layer_of.get(op.name) if op.kind == "activation" else None
-        neurons = str(layer.size) if layer else ""
+        neurons = str(layer.size) if layer else (str(op.neurons) if op.kind == "rewrite" else "")
         slopes = f"[{layer.alpha:.4g}, {layer.beta:.4g}]" if layer else ""
+        if layer is not None and layer.alphas is not None:
+            slopes = f"per neuron, within {slopes}"
+        if op.kind == "rewrite":
+            slopes = "ReLU [0, 1], identity [1, 1]"
         table.add_row(op.name, op.op, _shape(op.in_shape), _shape(op.out_shape), neurons, slopes)
     console = _console()
     console.print(table)
