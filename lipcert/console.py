@@ -49,6 +49,10 @@ def print_inspect(model: LoadedModel, verdict: str) -> None:
         table.add_row(op.name, op.op, _shape(op.in_shape), _shape(op.out_shape), neurons, slopes)
     console = _console()
     console.print(table)
+    if model.output_node is not None:
+        console.print(f"output: node {model.output_node} (--output-node)")
+    for change in model.graph_changes:
+        console.print(f"graph clean-up: {change} (checked against the original with onnx's reference evaluator)")
     console.print(
         f"input {_shape(net.input_shape)} ({net.n_x}), output {_shape(net.output_shape)} ({net.n_y}), "
         f"{net.n_w} neurons in {len(net.layers)} activation layers; "

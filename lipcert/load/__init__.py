@@ -27,6 +27,8 @@ class LoadedModel:
     input_shape: tuple[int, ...]  # batch first
     sha256: str
     seconds: float
+    graph_changes: tuple[str, ...] = ()  # what the clean-up and rewrites changed (lipcert/load/cleanup.py)
+    output_node: str | None = None  # --output-node: the ONNX node whose output is certified
 
 
 def file_sha256(path: Path) -> str:
@@ -44,11 +46,16 @@ def load_model(
     trust_pickle: bool = False,
     input_shape: tuple[int, ...] | None = None,
     max_neurons: int = MAX_NEURONS,
+    output_node: str | None = None,
+    clean_graph: bool = True,
 ) -> LoadedModel:
     """Read ONNX, TorchScript, torch.export or torch.save checkpoints.
 
     `input_shape` (without the batch axis) is needed where the file does not record it
     (TorchScript, state_dict, pickled modules); `arch` names the class for a state_dict.
+    `output_node` certifies the sub-network up to that ONNX node's output (for torch
+    formats: a node of the in-memory export, e.g. /fc/Gemm). `clean_graph=False` skips the
+    graph clean-up and rewrites (lipcert/load/cleanup.py), for comparisons.
     """
     path = Path(path)
     if not path.exists():
@@ -56,7 +63,8 @@ def load_model(
     if not path.is_file():
         raise BadInputError(f"{path} is not a file")
     start = time.perf_counter()
-    fmt, gm, shape, module = _read(path, arch, trust_pickle, input_shape)
+    onnx_options = {"output_node": output_node, "clean": clean_graph}
+    fmt, gm, shape, module = _read(path, arch, trust_pickle, input_shape, onnx_options)
     network = trace_network(gm, shape)
     if network.n_w > max_neurons:
         raise ModelTooLargeError(
@@ -64,21 +72,24 @@ def load_model(
             "certify it in parts with --split (for example --split 4x4)"
         )
     seconds = time.perf_counter() - start
-    return LoadedModel(path, fmt, network, module, shape, file_sha256(path), seconds)
+    changes = getattr(gm, "lipcert_graph_changes", ())
+    return LoadedModel(path, fmt, network, module, shape, file_sha256(path), seconds, changes, output_node)
 
 
 def _read(
-    path: Path, arch: str | None, trust_pickle: bool, override: tuple[int, ...] | None
+    path: Path, arch: str | None, trust_pickle: bool, override: tuple[int, ...] | None, onnx_options: dict
 ) -> tuple[str, fx.GraphModule, tuple[int, ...], nn.Module]:
     kind = archive_kind(path)
     if kind == "unknown":
-        gm, shape = load_onnx(path, override)
+        gm, shape = load_onnx(path, override, **onnx_options)
         return "onnx", gm, shape, gm
     module, recorded = load_torch_module(path, arch, trust_pickle)
     shape = (1, *override) if override is not None else recorded
     if shape is None:
         raise BadInputError(f"{path} does not record its input shape; pass --input-shape, e.g. --input-shape 1,28,28")
     proto = export_onnx(module, shape, path)
-    gm, shape = load_onnx_proto(proto, path, tuple(shape[1:]))
+    gm, shape = load_onnx_proto(proto, path, tuple(shape[1:]), **onnx_options)
     fmt = {"torchscript": "torchscript", "export": "export"}.get(kind, "state_dict" if arch else "pickle")
+    if onnx_options["output_node"] is not None:
+        module = gm  # the truncated model, as converted: the torch module computes the full output
     return fmt, gm, shape, module

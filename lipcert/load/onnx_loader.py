@@ -11,6 +11,9 @@ from onnx import numpy_helper
 from torch import fx
 
 from lipcert.errors import BadInputError, UnsupportedModelError
+from lipcert.load.cleanup import clean_graph
+from lipcert.load.custom_ops import register_converter
+from lipcert.load.truncate import truncate_at
 from lipcert.network.ops import DATA_PATH_OPS, REFUSED, REGISTRY, SHAPE_ONLY
 
 
@@ -136,20 +139,39 @@ def to_fx(model: onnx.ModelProto, path: Path) -> fx.GraphModule:
             warnings.simplefilter("ignore")  # torchvision's import-time deprecations are not the user's
             import onnx2torch  # imports torchvision; kept lazy so that `--help` stays fast
 
+            register_converter()
             return onnx2torch.convert(model).eval()  # onnx2torch returns training mode
     except Exception as err:
         raise UnsupportedModelError(f"{path}: onnx2torch cannot convert the model: {err}") from None
 
 
-def load_onnx(path: Path, shape_override: tuple[int, ...] | None = None) -> tuple[fx.GraphModule, tuple[int, ...]]:
+def load_onnx(
+    path: Path, shape_override: tuple[int, ...] | None = None, **options: object
+) -> tuple[fx.GraphModule, tuple[int, ...]]:
     model = read_onnx(path)
-    return load_onnx_proto(model, path, shape_override)
+    return load_onnx_proto(model, path, shape_override, **options)
 
 
 def load_onnx_proto(
-    model: onnx.ModelProto, path: Path, shape_override: tuple[int, ...] | None = None
+    model: onnx.ModelProto,
+    path: Path,
+    shape_override: tuple[int, ...] | None = None,
+    *,
+    output_node: str | None = None,
+    clean: bool = True,
 ) -> tuple[fx.GraphModule, tuple[int, ...]]:
+    """Checked, (optionally) truncated at `output_node`, cleaned and rewritten, then converted.
+
+    clean=False skips lipcert/load/cleanup.py (to compare forms with and without it).
+    """
+    if output_node is not None:
+        model = truncate_at(model, output_node, path)
     shape = input_shape(model, path, shape_override)
     check_finite_weights(model, path)
+    changes: list[str] = []
+    if clean:
+        model, changes = clean_graph(model, path, shape)
     check_supported_ops(model, path)
-    return to_fx(model, path), shape
+    gm = to_fx(model, path)
+    gm.lipcert_graph_changes = tuple(changes)  # shown by `lipcert inspect`
+    return gm, shape
