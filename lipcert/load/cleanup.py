@@ -36,6 +36,7 @@ from onnx import TensorProto, helper, numpy_helper
 from lipcert.errors import UnsupportedModelError
 from lipcert.load.custom_ops import DOMAIN, REFERENCE_OPS
 from lipcert.load.patterns import GraphIndex, constant_value, rewrite_activations
+from lipcert.network.ops import REGISTRY
 
 UPGRADE_TARGETS = (11, 13, 17, 18)
 EXACT_FLOAT_OPS = {
@@ -173,7 +174,10 @@ def _exact(node: onnx.NodeProto, value: np.ndarray) -> bool:
 
 # -- 3. opset upgrade --------------------------------------------------------------------------
 def missing_converters(model: onnx.ModelProto) -> list[str]:
-    """Nodes onnx2torch cannot convert at the model's opset, as 'name (Op-version)'."""
+    """Nodes of operators lipcert reads that onnx2torch cannot convert at the model's opset.
+
+    Operators outside the registry are left to the op check, which refuses them by name.
+    """
     import onnx2torch  # noqa: F401 - registers the converters
     from onnx2torch.node_converters.registry import get_converter
 
@@ -181,7 +185,7 @@ def missing_converters(model: onnx.ModelProto) -> list[str]:
     missing = []
     for node in model.graph.node:
         domain = node.domain or ""
-        if domain == DOMAIN:
+        if domain == DOMAIN or node.op_type not in REGISTRY:
             continue
         try:
             get_converter(node.op_type, opsets.get(domain, 1), domain)

@@ -82,7 +82,24 @@ class ReferenceErf(OpRun):
 
 
 ReferenceErf.__name__ = "Erf"
-REFERENCE_OPS = [ReferenceActivation, ReferenceErf]
+
+
+class ReferenceBatchNorm(OpRun):
+    """Inference BatchNormalization of any opset (onnx's implementation for opsets 6-8 fails to run)."""
+
+    op_domain = ""
+
+    def _run(self, x, scale, bias, mean, var, epsilon=None, momentum=None, spatial=None, training_mode=None, **_):  # noqa: ANN001, ANN202, E501
+        if training_mode:
+            raise ValueError("training-mode BatchNormalization: lipcert certifies inference")
+        shape = (1, *scale.shape) if scale.ndim > 1 else (1, -1) + (1,) * (x.ndim - 2)
+        eps = 1e-5 if epsilon is None else epsilon
+        y = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps) * scale.reshape(shape) + bias.reshape(shape)
+        return (y.astype(x.dtype),)
+
+
+ReferenceBatchNorm.__name__ = "BatchNormalization"
+REFERENCE_OPS = [ReferenceActivation, ReferenceErf, ReferenceBatchNorm]
 
 
 def register_converter() -> None:
