@@ -71,7 +71,8 @@ def test_output_node_by_tensor_name_and_in_plan_and_batch(tmp_path: Path) -> Non
 def test_radius_with_output_node(tmp_path: Path) -> None:
     model = softmax_onnx(tmp_path / "m.onnx")
     np.save(tmp_path / "x.npy", np.random.default_rng(1).random((2, 1, 5, 5)))
-    result = run("radius", str(model), "--inputs", str(tmp_path / "x.npy"), "--output-node", "logits", "--method", "naive")
+    inputs = str(tmp_path / "x.npy")
+    result = run("radius", str(model), "--inputs", inputs, "--output-node", "logits", "--method", "naive")
     assert result.exit_code == 0, result.output
 
 
