@@ -61,6 +61,30 @@ def print_inspect(model: LoadedModel, verdict: str) -> None:
     console.print(verdict)
 
 
+def print_ops() -> None:
+    """Every ONNX operator lipcert reads and how (the loader's own registry), then the patterns."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from lipcert.network.ops import PATTERNS, REGISTRY, slope_text
+
+    table = Table(title="ONNX operators lipcert reads (any operator may appear in a constant sub-graph)")
+    for column in ("operator", "kind", "how", "slopes"):
+        table.add_column(column)
+    for rule in REGISTRY.values():
+        slopes = slope_text(rule.activation) if rule.activation else ""
+        table.add_row(rule.op_type, rule.kind, escape(rule.how), escape(slopes))
+    patterns = Table(title="activation patterns rewritten to one neuron per element")
+    for column in ("pattern", "node forms", "activation", "slopes"):
+        patterns.add_column(column)
+    for p in PATTERNS:
+        patterns.add_row(escape(p.name), escape(p.nodes), p.activation, escape(slope_text(p.activation)))
+    console = _console()
+    console.print(table)
+    console.print(patterns)
+    console.print("Any other operator on the data path is refused, naming its node.")
+
+
 def print_certificate(cert: Certificate) -> None:
     from rich.table import Table
 

@@ -186,3 +186,29 @@ def _gelu_tanh_constants() -> tuple[float, float]:
     from lipcert.network.activations import GELU_TANH
 
     return GELU_TANH
+
+
+_SLOPES = {
+    "relu": "[0, 1]",
+    "leaky_relu": "[min(a, 1), max(a, 1)]",
+    "prelu": "per neuron [min(a_j, 1), max(a_j, 1)]",
+    "tanh": "[0, 1]",
+    "sigmoid": "[0, 1/4]",
+    "elu": "[0, max(1, a)]",
+    "softplus": "[0, 1]",
+    "clip": "[0, 1]",
+    "hard_sigmoid": "[min(0, a), max(0, a)]: [0, 1/6] for torch's",
+    "hard_swish": "[min(0, -b), max(1, 2 - b)]: [-1/2, 3/2] for HardSwish",
+    "identity": "[1, 1]",
+}
+
+
+def slope_text(key: str) -> str:
+    """The slope interval of an activation, as `inspect --ops` and the README give it."""
+    if key in _SLOPES:
+        return _SLOPES[key]
+    from lipcert.network.activations import ACTIVATIONS, GELU_TANH
+
+    default = {"gelu": GELU_SCALE, "gelu_tanh": GELU_TANH, "silu": 1.0}[key]
+    lo, hi = ACTIVATIONS[key].slopes(default)
+    return f"[{lo:.4f}, {hi:.4f}] (numeric, 1e-3 margin)"
