@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from typer.testing import CliRunner
 
+from lipcert.cli import app
 from lipcert.errors import UnsupportedModelError
 from lipcert.load.onnx_loader import check_supported_ops
 from lipcert.network.activations import ACTIVATIONS
 from lipcert.network.ops import KINDS, PATTERNS, REGISTRY
-from typer.testing import CliRunner
-
-from lipcert.cli import app
 
 
 def test_inspect_ops_lists_every_registered_operator_and_pattern() -> None:
