@@ -45,7 +45,7 @@ def print_inspect(model: LoadedModel, verdict: str) -> None:
         if layer is not None and layer.alphas is not None:
             slopes = f"per neuron, within {slopes}"
         if op.kind == "rewrite":
-            slopes = "ReLU [0, 1], identity [1, 1]"
+            slopes = "ReLU [0, 1]"
         table.add_row(op.name, op.op, _shape(op.in_shape), _shape(op.out_shape), neurons, slopes)
     console = _console()
     console.print(table)

@@ -87,8 +87,8 @@ class DigitsTanh(nn.Module):
 class DigitsLeNet(nn.Module):
     """LeNet-5 style: conv -> ReLU -> MaxPool 2x2 -> conv -> ReLU -> MaxPool 2x2 -> linear.
 
-    192 + 96 ReLU neurons; lipcert rewrites each 2x2 max into 3 ReLU neurons and 1 identity
-    neuron per output (another 192 + 96), so the full LipSDP matrix is 640 wide.
+    192 + 96 ReLU neurons; lipcert rewrites each 2x2 max into 3 ReLU neurons per output
+    (another 144 + 72), so the full LipSDP matrix is 568 wide.
     """
 
     def __init__(self) -> None:

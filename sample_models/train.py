@@ -77,14 +77,14 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def count_neurons(model: nn.Module) -> dict[str, int]:
     """Activation neurons per sample, by activation type (this is what sizes the LipSDP matrix).
 
-    A k x k max pool (no padding) is k*k - 1 ReLU neurons and one identity neuron per output
-    in lipcert's form; it is counted under "MaxPool2d".
+    A k x k max pool (no padding) is k*k - 1 ReLU neurons per output in lipcert's form; it is
+    counted under "MaxPool2d".
     """
     counts: dict[str, int] = {}
 
     def hook(module: nn.Module, _inp: object, out: torch.Tensor) -> None:
         key = type(module).__name__
-        per_output = module.kernel_size**2 if isinstance(module, nn.MaxPool2d) else 1
+        per_output = module.kernel_size**2 - 1 if isinstance(module, nn.MaxPool2d) else 1
         counts[key] = counts.get(key, 0) + out[0].numel() * per_output
 
     kinds = (*ACTIVATIONS, nn.MaxPool2d)
@@ -173,7 +173,7 @@ Files per model `NAME`:
 - `NAME.onnx` — legacy TorchScript ONNX exporter, opset {opset}, input `input`, output `logits`,
   dynamic batch dimension `batch`. BatchNorm is kept as a `BatchNormalization` node (not fused).
   `digits_lenet`'s two `MaxPool` nodes are what lipcert rewrites into ReLU trees: its
-  "activation neurons" count those (3 ReLU + 1 identity neuron per pooled output).
+  "activation neurons" count those (3 ReLU neurons per pooled output).
 - `NAME.ts` — TorchScript archive (`torch.jit.trace`).
 - `NAME.pt2` — `torch.export` program with a dynamic batch dimension.
 - `NAME.state_dict.pt` — `torch.save(model.state_dict())`; load into the class from `architectures.py`.

@@ -103,7 +103,6 @@ def test_exported_activation_is_read_exactly(case: str, opset: int) -> None:
         ("clip", (-1.0, 2.5), (0.0, 1.0)),
         ("prelu", 0.25, (0.25, 1.0)),
         ("prelu", 1.7, (1.0, 1.7)),
-        ("identity", 0.0, (1.0, 1.0)),
     ],
 )
 def test_analytic_slopes_are_exact(key: str, param: object, expected: tuple[float, float]) -> None:

@@ -192,8 +192,4 @@ ACTIVATIONS: dict[str, Activation] = {
     "clip": Activation("clip", _clip, _clip_prime, _clip_slopes),
     "hard_sigmoid": Activation("hard_sigmoid", _hard_sigmoid, _hard_sigmoid_prime, _hard_sigmoid_slopes),
     "hard_swish": Activation("hard_swish", _hard_swish, _hard_swish_prime, _hard_swish_slopes),
-    # An exact copy (slopes [1, 1]): ends each rewritten MaxPool so that a depth cut after it stays valid.
-    "identity": Activation(
-        "identity", lambda x, _: np.array(x, dtype=float), lambda x, _: np.ones_like(x), lambda _: (1.0, 1.0)
-    ),
 }

@@ -77,7 +77,7 @@ class OpRecord:
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     kind: str  # "input", "affine", "activation", "rewrite", "output"
-    neurons: int = 0  # neurons a rewrite added (a MaxPool's ReLU tree and identity layer)
+    neurons: int = 0  # neurons a rewrite added (a MaxPool's ReLU tree)
 
 
 @dataclass(frozen=True)

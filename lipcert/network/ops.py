@@ -81,7 +81,7 @@ REGISTRY: dict[str, OpRule] = _rules(
     OpRule("HardSwish", ACTIVATION, "x clip(x/6 + 1/2, 0, 1)", ("Hardswish",), activation="hard_swish"),
     OpRule("Gelu", REWRITE, "opset-20 Gelu, rewritten to one gelu (or tanh-gelu) neuron per element", ("PatternActivation",), activation="gelu"),  # noqa: E501
     # -- rewrites: read exactly after a change of form -------------------------------------
-    OpRule("MaxPool", REWRITE, "per window a tree of ReLU neurons, max(a, b) = b + ReLU(a - b), then one identity neuron per output (any stride, padding, dilation, ceil_mode; 1-D to 3-D)", ("MaxPool1d", "MaxPool2d", "MaxPool3d")),  # noqa: E501
+    OpRule("MaxPool", REWRITE, "per window a tree of k - 1 ReLU neurons, max(a, b) = b + ReLU(a - b), paired level by level (any stride, padding, dilation, ceil_mode; 1-D to 3-D)", ("MaxPool1d", "MaxPool2d", "MaxPool3d")),  # noqa: E501
     OpRule("GlobalMaxPool", REWRITE, "a MaxPool whose window is the whole spatial extent, then as MaxPool"),
     OpRule("Erf", REWRITE, "only inside GELU, x * 0.5 * (1 + erf(x / sqrt 2)): one gelu neuron per element", traced=False),  # noqa: E501
     OpRule("Pow", REWRITE, "only as x^3 inside tanh-GELU", traced=False),
@@ -199,7 +199,6 @@ _SLOPES = {
     "clip": "[0, 1]",
     "hard_sigmoid": "[min(0, a), max(0, a)]: [0, 1/6] for torch's",
     "hard_swish": "[min(0, -b), max(1, 2 - b)]: [-1/2, 3/2] for HardSwish",
-    "identity": "[1, 1]",
 }
 
 
