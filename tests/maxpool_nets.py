@@ -74,16 +74,21 @@ def lenet() -> PoolNet:
     return PoolNet("lenet", stages, [m.pool1, m.pool2], (1, 1, 8, 8))
 
 
-def vgg(seed: int = 0) -> PoolNet:
+def vgg(seed: int = 0, side: int = 6) -> PoolNet:
     torch.manual_seed(seed)
     block = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 2, 3, padding=1), nn.ReLU())
-    return PoolNet("vgg", [block, nn.Sequential(nn.Flatten(), nn.Linear(18, 5))], [nn.MaxPool2d(2)], (1, 1, 6, 6))
+    head = nn.Sequential(nn.Flatten(), nn.Linear(2 * (side // 2) ** 2, 5))
+    return PoolNet("vgg", [block, head], [nn.MaxPool2d(2)], (1, 1, side, side))
 
 
-def overlap(seed: int = 0) -> PoolNet:
+def overlap(seed: int = 0, side: int = 7) -> PoolNet:
     torch.manual_seed(seed)
-    stages = [nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU()), nn.Sequential(nn.Flatten(), nn.Linear(32, 5))]
-    return PoolNet("overlap", stages, [nn.MaxPool2d(3, stride=2, padding=1)], (1, 1, 7, 7))
+    out = (side + 1) // 2  # 3x3 windows, stride 2, padding 1
+    stages = [
+        nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU()),
+        nn.Sequential(nn.Flatten(), nn.Linear(2 * out * out, 5)),
+    ]  # noqa: E501
+    return PoolNet("overlap", stages, [nn.MaxPool2d(3, stride=2, padding=1)], (1, 1, side, side))
 
 
 NETS = {"lenet": lenet, "vgg": vgg, "overlap": overlap}
