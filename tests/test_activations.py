@@ -134,3 +134,24 @@ def test_numeric_slopes_hold_with_their_margin(key: str, param: object) -> None:
     if key != "silu" or param == 1.0:  # x sigmoid(s x) has f'' scaled by s; its bound is SiLU's by the identity
         second = np.diff(d) / np.diff(GRID)
         assert np.abs(second).max() < 1.0
+
+
+def test_per_channel_prelu_is_certified_whole_and_in_tiles(tmp_path: Path) -> None:
+    """Tiles cut a PReLU layer without its per-neuron slopes: they use the layer's envelope, still sound."""
+    from lipcert.estimate import EstimateOptions, estimate
+    from lipcert.load import load_model
+
+    torch.manual_seed(0)
+    act = nn.PReLU(4)
+    with torch.no_grad():
+        act.weight.copy_(torch.tensor([0.1, 0.5, -0.3, 1.4]))
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), act, nn.Conv2d(4, 2, 3, padding=1), nn.Flatten()).eval()
+    onnx.save(export(model, (1, 1, 4, 4), 17, fold=True), tmp_path / "prelu.onnx")
+    loaded = load_model(tmp_path / "prelu.onnx")
+    assert loaded.network.layers[0].alphas is not None
+    # ||J(x)|| at a few points is a lower bound (lipcert.lower's vmap trips over torch's per-channel prelu)
+    net = loaded.network
+    lower = max(np.linalg.norm(net.jacobian(x), 2) for x in np.random.default_rng(0).standard_normal((8, net.n_x)))
+    whole = estimate(loaded, EstimateOptions(split=(1, 1))).bound
+    tiled = estimate(loaded, EstimateOptions(split=(2, 2), combine="overlap")).bound
+    assert lower <= whole <= tiled * (1 + 1e-9)
