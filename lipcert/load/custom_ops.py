@@ -119,3 +119,22 @@ def register_converter() -> None:
         return OperationConverterResult(
             torch_module=PatternActivation(kind, _param(values)), onnx_mapping=onnx_mapping_from_node(node=node)
         )
+
+
+class PReLUBroadcast(nn.Module):
+    """ONNX PRelu, x where x >= 0 else slope * x with the slope broadcast to x.
+
+    Replaces onnx2torch's OnnxPReLU, whose F.prelu fails under torch.func.vmap (lipcert.lower
+    batches Jacobian-vector products with it).
+    """
+
+    def forward(self, x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+        return torch.where(x >= 0, x, x * slope)
+
+
+def vmap_friendly(gm: nn.Module) -> nn.Module:
+    """The converted module with every OnnxPReLU replaced by PReLUBroadcast (same function)."""
+    for name, child in list(gm.named_children()):
+        if type(child).__name__ == "OnnxPReLU":
+            gm.add_module(name, PReLUBroadcast())
+    return gm

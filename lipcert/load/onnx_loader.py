@@ -12,7 +12,7 @@ from torch import fx
 
 from lipcert.errors import BadInputError, UnsupportedModelError
 from lipcert.load.cleanup import clean_graph
-from lipcert.load.custom_ops import register_converter
+from lipcert.load.custom_ops import register_converter, vmap_friendly
 from lipcert.load.truncate import truncate_at
 from lipcert.network.ops import DATA_PATH_OPS, REFUSED, REGISTRY, SHAPE_ONLY
 
@@ -140,7 +140,7 @@ def to_fx(model: onnx.ModelProto, path: Path) -> fx.GraphModule:
             import onnx2torch  # imports torchvision; kept lazy so that `--help` stays fast
 
             register_converter()
-            return onnx2torch.convert(model).eval()  # onnx2torch returns training mode
+            return vmap_friendly(onnx2torch.convert(model).eval())  # onnx2torch returns training mode
     except Exception as err:
         raise UnsupportedModelError(f"{path}: onnx2torch cannot convert the model: {err}") from None
 

@@ -71,7 +71,7 @@ REGISTRY: dict[str, OpRule] = _rules(
     # -- elementwise activations: one neuron per element ----------------------------------
     OpRule("Relu", ACTIVATION, "ReLU", ("ReLU",), activation="relu"),
     OpRule("LeakyRelu", ACTIVATION, "LeakyReLU(a)", ("LeakyReLU",), activation="leaky_relu"),
-    OpRule("PRelu", ACTIVATION, "PReLU, single or per-channel slopes (per-neuron bounds)", ("OnnxPReLU",), activation="prelu"),  # noqa: E501
+    OpRule("PRelu", ACTIVATION, "PReLU, single or per-channel slopes (per-neuron bounds)", ("OnnxPReLU", "PReLUBroadcast"), activation="prelu"),  # noqa: E501
     OpRule("Tanh", ACTIVATION, "tanh", ("OnnxFunction",), activation="tanh"),
     OpRule("Sigmoid", ACTIVATION, "logistic sigmoid", ("Sigmoid",), activation="sigmoid"),
     OpRule("Elu", ACTIVATION, "ELU(a)", ("ELU",), activation="elu"),

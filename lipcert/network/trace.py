@@ -32,9 +32,10 @@ from lipcert.errors import UnsupportedModelError
 from lipcert.network.activations import ACTIVATIONS
 from lipcert.network.form import Layer, Network, OpRecord
 from lipcert.network.maxpool import maxpool_parts, pool_windows, window_max_tree
-from lipcert.network.ops import AFFINE_LABELS, SELECTION_LABELS, SHAPE_LABELS, activation_of
+from lipcert.network.ops import AFFINE_LABELS, REGISTRY, SELECTION_LABELS, SHAPE_LABELS, activation_of
 from lipcert.quiet import quiet_torch
 
+PRELU_LABELS = REGISTRY["PRelu"].torch_labels
 PROBE_ELEMENTS = 1 << 23  # basis vectors per push x output size: about 64 MiB of float64
 
 
@@ -93,7 +94,7 @@ class Tracer:
         act = activation_of(module) if module is not None else None
         if act is not None:
             return self._activation(_layer_name(node), variables[0], *act)
-        if label == "OnnxPReLU":
+        if label in PRELU_LABELS:
             return self._prelu(node, args)
         pool = maxpool_parts(module) if module is not None else None
         if pool is not None:
