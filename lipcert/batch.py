@@ -65,22 +65,30 @@ def run_batch(
     output: Path,
     on_model: ModelCallback | None = None,
     on_block: ProgressCallback | None = None,
+    *,
+    output_node: str | None = None,
 ) -> BatchReport:
+    """output_node: certify every model up to the ONNX node of that name (--output-node)."""
     options = replace(options, cache_dir=cache_dir)
     report = BatchReport([])
     for index, path in enumerate(files):
         if on_model is not None:
             on_model(str(path), index, len(files))
-        report.rows.append(_certify_one(path, options, cache_dir, on_block, report))
+        report.rows.append(_certify_one(path, options, cache_dir, on_block, report, output_node))
         write_atomic(output, rows_csv(report.rows))
     return report
 
 
 def _certify_one(
-    path: Path, options: EstimateOptions, cache_dir: Path, on_block: ProgressCallback | None, report: BatchReport
+    path: Path,
+    options: EstimateOptions,
+    cache_dir: Path,
+    on_block: ProgressCallback | None,
+    report: BatchReport,
+    output_node: str | None = None,
 ) -> BatchRow:
     digest = file_sha256(path)
-    record = cache_dir / "models" / f"{_model_key(digest, options)}.json"
+    record = cache_dir / "models" / f"{_model_key(digest, options, output_node)}.json"
     if record.is_file():
         try:
             row = BatchRow(**{**json.loads(record.read_text(encoding="utf-8")), "file": str(path)})
@@ -88,16 +96,21 @@ def _certify_one(
             return row
         except (ValueError, TypeError):
             pass  # an unreadable record is solved again
-    row = _estimate_row(path, digest, options, on_block, report)
+    row = _estimate_row(path, digest, options, on_block, report, output_node)
     write_atomic(record, json.dumps(asdict(row)))
     return row
 
 
 def _estimate_row(
-    path: Path, digest: str, options: EstimateOptions, on_block: ProgressCallback | None, report: BatchReport
+    path: Path,
+    digest: str,
+    options: EstimateOptions,
+    on_block: ProgressCallback | None,
+    report: BatchReport,
+    output_node: str | None = None,
 ) -> BatchRow:
     try:
-        cert = estimate(load_model(path), options, on_block)
+        cert = estimate(load_model(path, output_node=output_node), options, on_block)
     except LipcertError as err:
         return BatchRow(str(path), digest, "error", exit_code=err.exit_code, error=str(err))
     except MemoryError:
@@ -119,8 +132,9 @@ def _estimate_row(
     )
 
 
-def _model_key(digest: str, options: EstimateOptions) -> str:
-    """Same file, same options: the same result. Executors do not change results."""
+def _model_key(digest: str, options: EstimateOptions, output_node: str | None = None) -> str:
+    """Same file, same options (and output node): the same result. Executors do not change results."""
     relevant = {k: v for k, v in asdict(options).items() if k not in ("workers", "scheduler", "cache_dir")}
-    text = json.dumps([digest, relevant], sort_keys=True, default=str)
+    key = [digest, relevant] if output_node is None else [digest, relevant, output_node]  # old keys stay valid
+    text = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()

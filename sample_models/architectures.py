@@ -84,9 +84,34 @@ class DigitsTanh(nn.Module):
         return self.fc(self.flatten(x))
 
 
+class DigitsLeNet(nn.Module):
+    """LeNet-5 style: conv -> ReLU -> MaxPool 2x2 -> conv -> ReLU -> MaxPool 2x2 -> linear.
+
+    192 + 96 ReLU neurons; lipcert rewrites each 2x2 max into 3 ReLU neurons per output
+    (another 144 + 72), so the full LipSDP matrix is 568 wide.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 3, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(3, 6, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.pool2 = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(24, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(self.relu1(self.conv1(x)))
+        x = self.pool2(self.relu2(self.conv2(x)))
+        return self.fc(self.flatten(x))
+
+
 # Sample-model name -> class; train.py and the tests iterate over this.
 MODELS: dict[str, type[nn.Module]] = {
     "digits_chain": DigitsChain,
     "digits_residual": DigitsResidual,
     "digits_tanh": DigitsTanh,
+    "digits_lenet": DigitsLeNet,
 }

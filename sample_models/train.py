@@ -75,14 +75,20 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def count_neurons(model: nn.Module) -> dict[str, int]:
-    """Activation neurons per sample, by activation type (this is what sizes the LipSDP matrix)."""
+    """Activation neurons per sample, by activation type (this is what sizes the LipSDP matrix).
+
+    A k x k max pool (no padding) is k*k - 1 ReLU neurons per output in lipcert's form; it is
+    counted under "MaxPool2d".
+    """
     counts: dict[str, int] = {}
 
     def hook(module: nn.Module, _inp: object, out: torch.Tensor) -> None:
         key = type(module).__name__
-        counts[key] = counts.get(key, 0) + out[0].numel()
+        per_output = module.kernel_size**2 - 1 if isinstance(module, nn.MaxPool2d) else 1
+        counts[key] = counts.get(key, 0) + out[0].numel() * per_output
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, ACTIVATIONS)]
+    kinds = (*ACTIVATIONS, nn.MaxPool2d)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
     with torch.no_grad():
         model(torch.zeros(1, 1, 8, 8))
     for h in handles:
@@ -158,6 +164,7 @@ ARCH_TEXT = {
     "digits_residual": "Conv(1,2,3,p1) → BN → ReLU → [x + Conv(2,2,3,p1) → ReLU → Conv(2,2,3,p1)]"
     " → ReLU → AvgPool(2) → Flatten → Linear(32,10)",
     "digits_tanh": "Conv(1,4,3,p1) → Tanh → Conv(4,4,3,s2,p1) → Sigmoid → Flatten → Linear(64,10)",
+    "digits_lenet": "Conv(1,3,3,p1) → ReLU → MaxPool(2) → Conv(3,6,3,p1) → ReLU → MaxPool(2) → Flatten → Linear(24,10)",
 }
 
 README_TAIL = """
@@ -165,6 +172,8 @@ Files per model `NAME`:
 
 - `NAME.onnx` — legacy TorchScript ONNX exporter, opset {opset}, input `input`, output `logits`,
   dynamic batch dimension `batch`. BatchNorm is kept as a `BatchNormalization` node (not fused).
+  `digits_lenet`'s two `MaxPool` nodes are what lipcert rewrites into ReLU trees: its
+  "activation neurons" count those (3 ReLU neurons per pooled output).
 - `NAME.ts` — TorchScript archive (`torch.jit.trace`).
 - `NAME.pt2` — `torch.export` program with a dynamic batch dimension.
 - `NAME.state_dict.pt` — `torch.save(model.state_dict())`; load into the class from `architectures.py`.

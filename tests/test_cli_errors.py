@@ -27,7 +27,7 @@ def run(*args: str):  # noqa: ANN201 - click's Result
 
 
 def tiny_onnx(path: Path, weight: np.ndarray | None = None, pool: bool = False, broken: bool = False) -> Path:
-    """Conv(1->2, 3x3) -> ReLU [-> MaxPool] -> Flatten -> Gemm on a 1x1x6x6 input."""
+    """Conv(1->2, 3x3) -> ReLU [-> LpPool, unsupported] -> Flatten -> Gemm on a 1x1x6x6 input."""
     weight = np.random.default_rng(0).standard_normal((2, 1, 3, 3)).astype(np.float32) if weight is None else weight
     side = 2 if pool else 4
     fc = np.ones((3, 2 * side * side), dtype=np.float32)
@@ -37,7 +37,7 @@ def tiny_onnx(path: Path, weight: np.ndarray | None = None, pool: bool = False, 
     ]
     last = "r"
     if pool:
-        nodes.append(helper.make_node("MaxPool", ["r"], ["p"], name="pool_a", kernel_shape=[2, 2], strides=[2, 2]))
+        nodes.append(helper.make_node("LpPool", ["r"], ["p"], name="pool_a", kernel_shape=[2, 2], strides=[2, 2]))
         last = "p"
     nodes += [
         helper.make_node("Flatten", [last], ["f"], name="flat_a"),
@@ -82,14 +82,14 @@ def test_checker_failure(tmp_path: Path) -> None:
 def test_unsupported_operator_names_the_node(tmp_path: Path) -> None:
     result = run("estimate", str(tiny_onnx(tmp_path / "pool.onnx", pool=True)), "--method", "naive")
     assert result.exit_code == EXIT_UNSUPPORTED
-    assert "node 'pool_a' has op type MaxPool" in result.output
+    assert "node 'pool_a' has op type LpPool" in result.output
     assert "Supported on the data path:" in result.output and "Conv" in result.output
 
 
 def test_inspect_gives_the_verdict_for_unsupported(tmp_path: Path) -> None:
     result = run("inspect", str(tiny_onnx(tmp_path / "pool.onnx", pool=True)))
     assert result.exit_code == EXIT_UNSUPPORTED
-    assert "not supported" in result.output and "MaxPool" in result.output
+    assert "not supported" in result.output and "LpPool" in result.output
 
 
 @pytest.mark.parametrize("bad_value", [np.nan, np.inf])

@@ -15,6 +15,7 @@ SAMPLE_CLASSES = {
     "digits_chain": "DigitsChain",
     "digits_residual": "DigitsResidual",
     "digits_tanh": "DigitsTanh",
+    "digits_lenet": "DigitsLeNet",
 }
 
 

@@ -16,7 +16,7 @@ import torch
 from onnx import numpy_helper
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_models"
-NAMES = ("digits_chain", "digits_residual", "digits_tanh")
+NAMES = ("digits_chain", "digits_residual", "digits_tanh", "digits_lenet")
 SUFFIXES = (".onnx", ".ts", ".pt2", ".state_dict.pt", ".pickle.pt")
 ATOL = 1e-5
 

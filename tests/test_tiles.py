@@ -156,3 +156,18 @@ def test_block_key_ignores_storage_details_and_biases() -> None:
     assert block_key(scaled) != block_key(net)
     leaky = dataclasses.replace(net, layers=(dataclasses.replace(net.layers[0], alpha=0.5),) + net.layers[1:])
     assert block_key(leaky) != block_key(net)
+
+
+def test_a_tile_keeps_the_per_neuron_slopes_of_its_neurons() -> None:
+    """PReLU-like layers carry per-neuron slopes; a tile must read its own neurons' ones, not the envelope."""
+    import dataclasses
+
+    from lipcert.network.subnet import subnetwork
+
+    layer = Layer("h", "leaky_relu", 0, 4, (4,), 0.1, 1.0, 0.0)
+    layer = dataclasses.replace(layer, alphas=np.array([0.1, 0.5, 0.2, 0.9]), betas=np.ones(4))
+    A = sp.csr_matrix(np.eye(4))
+    net = Network(A, sp.csr_matrix((4, 4)), sp.csr_matrix((4, 4)), sp.csr_matrix(np.eye(4)), np.zeros(4),
+                  np.zeros(4), (layer,), (4,), (4,))  # fmt: skip
+    sub = subnetwork(net, np.array([1, 3]), np.array([1, 3]), np.array([1, 3]))
+    np.testing.assert_array_equal(sub.alpha, [0.5, 0.9])

@@ -15,6 +15,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from lipcert.errors import UnsupportedModelError
@@ -22,8 +23,11 @@ from lipcert.load.onnx_loader import load_onnx_proto
 from lipcert.load.torch_loader import export_onnx
 from lipcert.network.trace import trace_network
 
-# GELU and SiLU leave the exporter decomposed (Erf, x * sigmoid(x)); they are refused, see below.
-ACTS = [nn.ReLU, lambda: nn.LeakyReLU(0.1), nn.Tanh, nn.Sigmoid, nn.ELU, nn.Softplus]
+# Exported activation patterns (GELU, SiLU, HardSwish, ...) have their own tests: tests/test_activations.py.
+ACTS = [
+    nn.ReLU, lambda: nn.LeakyReLU(0.1), nn.Tanh, nn.Sigmoid, nn.ELU, nn.Softplus,
+    nn.GELU, nn.SiLU, nn.Hardswish, nn.ReLU6, nn.PReLU,
+]  # fmt: skip
 
 
 class Residual(nn.Module):
@@ -58,13 +62,15 @@ def conv_nets(draw: st.DrawFn) -> tuple[nn.Module, tuple[int, ...]]:
         act(),
         nn.Conv2d(channels, channels, 3, stride=stride, padding=dilation, dilation=dilation, groups=groups),
     ]
-    kind = draw(st.sampled_from(["residual", "concat", "pool", "plain"]))
+    kind = draw(st.sampled_from(["residual", "concat", "pool", "maxpool", "plain"]))
     if kind == "residual":
         layers.append(Residual(nn.Sequential(act(), nn.Conv2d(channels, channels, 3, padding=1))))
     elif kind == "concat":
         layers.append(Concat(nn.Conv2d(channels, 1, 1), nn.Identity()))
     elif kind == "pool":
         layers.append(nn.AvgPool2d(2, ceil_mode=False))
+    elif kind == "maxpool":  # ties only between saturated values, whose derivative is 0 either way
+        layers.append(draw(st.sampled_from([nn.MaxPool2d(2, ceil_mode=True), nn.MaxPool2d(3, stride=2, padding=1)])))
     layers += [act(), nn.Flatten()]
     model = nn.Sequential(*layers)
     bn = model[1]
@@ -85,20 +91,29 @@ def test_form_matches_torch_on_random_conv_nets(case: tuple[nn.Module, tuple[int
     gm, shape = load_onnx_proto(proto, Path("random"))
     net = trace_network(gm, shape)
     reference = copy.deepcopy(model).double()
+    # Exported GELU stores sqrt(2) in float32, which moves the function by ~1e-8 relative; the form
+    # reads the file exactly (tests/test_activations.py compares it with the converted module at 1e-9).
+    tol = 1e-6 if any(isinstance(m, nn.GELU) for m in model.modules()) else 1e-9
     x = np.random.default_rng(0).standard_normal((3, net.n_x))
     with torch.no_grad():
         expected = reference(torch.tensor(x.reshape(3, *shape[1:]))).numpy()
-    np.testing.assert_allclose(net.forward(x), expected, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(net.forward(x), expected, rtol=tol, atol=tol)
     jac = torch.autograd.functional.jacobian(lambda t: reference(t.reshape(shape)).reshape(-1), torch.tensor(x[0]))
-    np.testing.assert_allclose(net.jacobian(x[0]), jac.numpy(), rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(net.jacobian(x[0]), jac.numpy(), rtol=10 * tol, atol=tol)
 
 
-@pytest.mark.parametrize("act, culprit", [(nn.GELU, "Erf"), (nn.SiLU, "mul")])
-def test_decomposed_activations_are_refused_by_node(act: type, culprit: str) -> None:
-    model = nn.Sequential(nn.Linear(4, 5), act(), nn.Linear(5, 2)).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        proto = export_onnx(model, (1, 4), Path("decomposed"))
-    with pytest.raises(UnsupportedModelError, match=f"node '[^']*{culprit}'"):
-        gm, shape = load_onnx_proto(proto, Path("decomposed"))
-        trace_network(gm, shape)
+def test_erf_outside_gelu_is_refused_by_node() -> None:
+    """Exported GELU is rewritten (tests/test_activations.py); an Erf in any other form stays refused."""
+    nodes = [
+        helper.make_node("Gemm", ["x", "W"], ["h"], name="fc", transB=1),
+        helper.make_node("Erf", ["h"], ["e"], name="stray_erf"),
+        helper.make_node("Mul", ["h", "e"], ["y"], name="times_x"),  # x * erf(x): no 0.5 (1 + ...)
+    ]
+    weight = numpy_helper.from_array(np.ones((3, 4), dtype=np.float32), "W")
+    graph = helper.make_graph(
+        nodes, "erf", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [weight],
+    )  # fmt: skip
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(UnsupportedModelError, match="node 'stray_erf' has op type Erf"):
+        load_onnx_proto(proto, Path("erf"))

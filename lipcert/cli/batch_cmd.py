@@ -23,6 +23,7 @@ from lipcert.cli.common import (
     estimate_options,
     handles_errors,
 )  # fmt: skip
+from lipcert.cli.output_node import OutputNodeOpt
 from lipcert.defaults import DEFAULT_MAX_BLOCK_SIZE
 from lipcert.errors import EXIT_BAD_INPUT
 
@@ -47,6 +48,7 @@ def batch(
     chordal: ChordalOpt = True,
     jobs: JobsOpt = None,
     scheduler: SchedulerOpt = None,
+    output_node: OutputNodeOpt = None,
 ) -> None:
     """Certify every checkpoint in FOLDER. Broken files are recorded and the run goes on.
 
@@ -65,7 +67,7 @@ def batch(
             typer.echo(f"[{index + 1}/{total}] {file}", err=True)
 
     with block_progress("blocks of this model") as progress:
-        report = run_batch(files, options, cache, output, on_model, progress)
+        report = run_batch(files, options, cache, output, on_model, progress, output_node=output_node)
     print_batch_summary(report)
     if any(r.status != "ok" for r in report.rows):
         raise typer.Exit(EXIT_BAD_INPUT)

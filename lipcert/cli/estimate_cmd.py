@@ -33,8 +33,8 @@ from lipcert.cli.common import (
     emit,
     estimate_options,
     handles_errors,
-    load,
 )  # fmt: skip
+from lipcert.cli.output_node import OutputNodeOpt, load_up_to
 from lipcert.defaults import DEFAULT_MAX_BLOCK_SIZE
 from lipcert.errors import EXIT_OVER_THRESHOLD
 
@@ -73,6 +73,7 @@ def estimate(
     arch: ArchOpt = None,
     trust_pickle: TrustOpt = False,
     input_shape: ShapeOpt = None,
+    output_node: OutputNodeOpt = None,
 ) -> None:
     """Certify an upper bound on the model's global L2 Lipschitz constant."""
     from lipcert.estimate import estimate as run_estimate
@@ -82,13 +83,17 @@ def estimate(
 
     solver = {"eps": eps, "max_iters": max_iters, "time_limit": time_limit, "warm_start": warm_start}
     options = estimate_options(method, split, plan, combine, solver, max_block_size, jobs, scheduler, chordal)
-    loaded = load(model, arch, trust_pickle, input_shape)
+    loaded = load_up_to(model, arch, trust_pickle, input_shape, output_node)
     if pairs is not None:
         _all_pairs(loaded, options, pairs, output_format, output)
         return
     options = _with_selection(options, loaded.network.n_y, logit, pair)
     with block_progress("solving blocks") as progress:
         cert = run_estimate(loaded, options, progress)
+    if output_node is not None:
+        cert = dataclasses.replace(
+            cert, notes=(*cert.notes, f"certified up to ONNX node {output_node} (--output-node)")
+        )
     if with_lower:
         from lipcert.lower import lower_bound
         from lipcert.outputs import selected_module

@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
-from lipcert.cli.common import ArchOpt, ModelArg, ShapeOpt, TrustOpt, handles_errors, load
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lipcert.cli.common import ArchOpt, ShapeOpt, TrustOpt, handles_errors, load
+
+OptionalModelArg = Annotated[
+    Path | None, typer.Argument(help="ONNX, TorchScript, torch.export (.pt2) or torch.save file.")
+]
+OpsOpt = Annotated[bool, typer.Option("--ops", help="List every ONNX operator lipcert reads, and how.")]
 
 
 @handles_errors
 def inspect(
-    model: ModelArg, arch: ArchOpt = None, trust_pickle: TrustOpt = False, input_shape: ShapeOpt = None
+    model: OptionalModelArg = None,
+    ops: OpsOpt = False,
+    arch: ArchOpt = None,
+    trust_pickle: TrustOpt = False,
+    input_shape: ShapeOpt = None,
 ) -> None:
     """Show the layers lipcert sees, their neuron counts and slope bounds, and whether it can certify it."""
     from lipcert.defaults import DEFAULT_MAX_BLOCK_SIZE
     from lipcert.errors import UnsupportedModelError
     from lipcert.estimate import effective_lmi_size
-    from lipcert.report.console import print_inspect
+    from lipcert.report.console import print_inspect, print_ops
+
+    if ops:
+        print_ops()
+        if model is None:
+            return
+    if model is None:
+        raise typer.BadParameter("give a MODEL to inspect, or --ops", param_hint="MODEL")
 
     try:
         loaded = load(model, arch, trust_pickle, input_shape)

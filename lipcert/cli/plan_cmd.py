@@ -17,8 +17,8 @@ from lipcert.cli.common import (
     TrustOpt,
     estimate_options,
     handles_errors,
-    load,
 )  # fmt: skip
+from lipcert.cli.output_node import OutputNodeOpt, load_up_to
 from lipcert.defaults import DEFAULT_MAX_BLOCK_SIZE
 
 PlanBlockOpt = Annotated[
@@ -42,12 +42,13 @@ def plan(
     arch: ArchOpt = None,
     trust_pickle: TrustOpt = False,
     input_shape: ShapeOpt = None,
+    output_node: OutputNodeOpt = None,
 ) -> None:
     """Write the partition plan estimate would use (the automatic one, or --split's) as YAML."""
     if max_block_size < 1:
         raise typer.BadParameter(f"{max_block_size}: the budget must be at least 1", param_hint="--max-block-size")
     options = estimate_options(method, split, None, combine, {}, max_block_size, 1, None, chordal)
-    loaded = load(model, arch, trust_pickle, input_shape)
+    loaded = load_up_to(model, arch, trust_pickle, input_shape, output_node)
     text = plan_text(loaded, options)
     if output is None:
         typer.echo(text, nl=False)

@@ -29,8 +29,8 @@ from lipcert.cli.common import (
     emit,
     estimate_options,
     handles_errors,
-    load,
 )  # fmt: skip
+from lipcert.cli.output_node import OutputNodeOpt, load_up_to
 from lipcert.defaults import DEFAULT_MAX_BLOCK_SIZE
 from lipcert.errors import EXIT_UNDER_CERTIFIED
 
@@ -62,6 +62,7 @@ def radius(
     arch: ArchOpt = None,
     trust_pickle: TrustOpt = False,
     input_shape: ShapeOpt = None,
+    output_node: OutputNodeOpt = None,
 ) -> None:
     """Per input: predicted class, margins, and the certified L2 radius; the certified fraction at each eps."""
     from lipcert.errors import BadInputError
@@ -72,7 +73,7 @@ def radius(
     from lipcert.report.tables import radius_csv
 
     radii_eps = _parse_eps(eps)
-    loaded = load(model, arch, trust_pickle, input_shape)
+    loaded = load_up_to(model, arch, trust_pickle, input_shape, output_node)
     x = load_inputs(inputs, tuple(loaded.input_shape[1:]))
     if bounds is not None:
         pair_bounds = read_pair_bounds(bounds, loaded.sha256)

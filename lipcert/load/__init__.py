@@ -26,6 +26,8 @@ class LoadedModel:
     input_shape: tuple[int, ...]  # batch first
     sha256: str
     seconds: float
+    graph_changes: tuple[str, ...] = ()  # what the clean-up and rewrites changed (lipcert/load/cleanup.py)
+    output_node: str | None = None  # --output-node: the ONNX node whose output is certified
 
 
 def file_sha256(path: Path) -> str:
@@ -43,11 +45,16 @@ def load_model(
     trust_pickle: bool = False,
     input_shape: tuple[int, ...] | None = None,
     max_neurons: int = MAX_NEURONS,
+    output_node: str | None = None,
+    clean_graph: bool = True,
 ) -> LoadedModel:
     """Read ONNX, TorchScript, torch.export or torch.save checkpoints.
 
     `input_shape` (without the batch axis) is needed where the file does not record it
     (TorchScript, state_dict, pickled modules); `arch` names the class for a state_dict.
+    `output_node` certifies the sub-network up to that ONNX node's output (for torch
+    formats: a node of the in-memory export, e.g. /fc/Gemm). `clean_graph=False` skips the
+    graph clean-up and rewrites (lipcert/load/cleanup.py), for comparisons.
     """
     path = Path(path)
     if not path.exists():
@@ -55,10 +62,12 @@ def load_model(
     if not path.is_file():
         raise BadInputError(f"{path} is not a file")
     start = time.perf_counter()
-    fmt, gm, shape, module = _read(path, arch, trust_pickle, input_shape)
+    onnx_options = {"output_node": output_node, "clean": clean_graph}
+    fmt, gm, shape, module = _read(path, arch, trust_pickle, input_shape, onnx_options)
     network = _traced(gm, shape, path, max_neurons)
     seconds = time.perf_counter() - start
-    return LoadedModel(path, fmt, network, module, shape, file_sha256(path), seconds)
+    changes = getattr(gm, "lipcert_graph_changes", ())
+    return LoadedModel(path, fmt, network, module, shape, file_sha256(path), seconds, changes, output_node)
 
 
 def load_module(module: nn.Module, input_shape: tuple[int, ...], max_neurons: int = MAX_NEURONS) -> LoadedModel:
@@ -76,7 +85,8 @@ def load_module(module: nn.Module, input_shape: tuple[int, ...], max_neurons: in
     gm, shape = load_onnx_proto(proto, name, shape[1:])
     network = _traced(gm, shape, name, max_neurons)
     digest = hashlib.sha256(proto.SerializeToString()).hexdigest()
-    return LoadedModel(name, "module", network, module, shape, digest, time.perf_counter() - start)
+    changes = getattr(gm, "lipcert_graph_changes", ())
+    return LoadedModel(name, "module", network, module, shape, digest, time.perf_counter() - start, changes)
 
 
 def _traced(gm: fx.GraphModule, shape: tuple[int, ...], path: Path, max_neurons: int) -> Network:
@@ -90,17 +100,19 @@ def _traced(gm: fx.GraphModule, shape: tuple[int, ...], path: Path, max_neurons:
 
 
 def _read(
-    path: Path, arch: str | None, trust_pickle: bool, override: tuple[int, ...] | None
+    path: Path, arch: str | None, trust_pickle: bool, override: tuple[int, ...] | None, onnx_options: dict
 ) -> tuple[str, fx.GraphModule, tuple[int, ...], nn.Module]:
     kind = archive_kind(path)
     if kind == "unknown":
-        gm, shape = load_onnx(path, override)
+        gm, shape = load_onnx(path, override, **onnx_options)
         return "onnx", gm, shape, gm
     module, recorded = load_torch_module(path, arch, trust_pickle)
     shape = (1, *override) if override is not None else recorded
     if shape is None:
         raise BadInputError(f"{path} does not record its input shape; pass --input-shape, e.g. --input-shape 1,28,28")
     proto = export_onnx(module, shape, path)
-    gm, shape = load_onnx_proto(proto, path, tuple(shape[1:]))
+    gm, shape = load_onnx_proto(proto, path, tuple(shape[1:]), **onnx_options)
     fmt = {"torchscript": "torchscript", "export": "export"}.get(kind, "state_dict" if arch else "pickle")
+    if onnx_options["output_node"] is not None:
+        module = gm  # the truncated model, as converted: the torch module computes the full output
     return fmt, gm, shape, module

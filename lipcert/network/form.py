@@ -11,6 +11,7 @@ evaluated and its Jacobian compared with the original model's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,7 +21,15 @@ from lipcert.network.activations import ACTIVATIONS
 
 @dataclass(frozen=True)
 class Layer:
-    """One block of neurons: the outputs of a single activation node."""
+    """One block of neurons: the outputs of a single activation node.
+
+    `alpha` and `beta` are scalars valid for every neuron of the layer (the envelope of
+    per-neuron slopes, so anything that reads one pair per layer stays sound). A layer
+    whose neurons differ (PReLU's per-channel slopes) also carries per-neuron `alphas`,
+    `betas` and `params`. Restricting a layer to part of its neurons (tiles) without
+    slicing those arrays leaves them the wrong length: then the envelope is used for the
+    slopes (looser, still sound) and evaluating the layer is refused.
+    """
 
     name: str
     activation: str  # key of ACTIVATIONS, e.g. "relu" or "leaky_relu"
@@ -29,11 +38,34 @@ class Layer:
     shape: tuple[int, ...]  # the activation's tensor shape without the batch axis
     alpha: float
     beta: float
-    param: float = 0.0  # e.g. LeakyReLU's negative slope
+    param: Any = 0.0  # e.g. LeakyReLU's negative slope, Clip's (min, max)
+    alphas: np.ndarray | None = field(default=None, compare=False, repr=False)
+    betas: np.ndarray | None = field(default=None, compare=False, repr=False)
+    params: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def size(self) -> int:
         return self.stop - self.start
+
+    def neuron_slopes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-neuron (alpha, beta): exact where known for these neurons, else the envelope."""
+        alpha, beta = np.full(self.size, float(self.alpha)), np.full(self.size, float(self.beta))
+        if self.alphas is not None and len(self.alphas) == self.size:
+            alpha = np.asarray(self.alphas, dtype=float)
+        if self.betas is not None and len(self.betas) == self.size:
+            beta = np.asarray(self.betas, dtype=float)
+        return alpha, beta
+
+    def neuron_param(self) -> Any:
+        """The parameter to evaluate the activation with: per neuron where the layer has one."""
+        if self.params is None:
+            return self.param
+        if len(self.params) != self.size:
+            raise ValueError(
+                f"layer {self.name!r} was restricted to {self.size} of its neurons without its per-neuron "
+                "parameters; evaluate the full network instead"
+            )
+        return np.asarray(self.params, dtype=float)
 
 
 @dataclass(frozen=True)
@@ -44,7 +76,8 @@ class OpRecord:
     op: str
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
-    kind: str  # "input", "affine", "activation", "combine", "output"
+    kind: str  # "input", "affine", "activation", "rewrite", "output"
+    neurons: int = 0  # neurons a rewrite added (a MaxPool's ReLU tree)
 
 
 @dataclass(frozen=True)
@@ -83,11 +116,11 @@ class Network:
 
     @property
     def alpha(self) -> np.ndarray:
-        return _per_neuron(self.layers, "alpha", self.n_w)
+        return _per_neuron(self.layers, 0, self.n_w)
 
     @property
     def beta(self) -> np.ndarray:
-        return _per_neuron(self.layers, "beta", self.n_w)
+        return _per_neuron(self.layers, 1, self.n_w)
 
     @property
     def lmi_size(self) -> int:
@@ -105,7 +138,7 @@ class Network:
         slopes = np.empty(self.n_w)
         for layer in self.layers:
             act = ACTIVATIONS[layer.activation]
-            slopes[layer.start : layer.stop] = act.derivative(v[0, layer.start : layer.stop], layer.param)
+            slopes[layer.start : layer.stop] = act.derivative(v[0, layer.start : layer.stop], layer.neuron_param())
         # dw/dx = diag(s) (A + B dw/dx), solved layer by layer since B is block lower triangular.
         dw = np.zeros((self.n_w, self.n_x))
         for layer in self.layers:
@@ -122,7 +155,7 @@ class Network:
             rows = slice(layer.start, layer.stop)
             v[:, rows] = x @ self.A[rows].T + w @ self.B[rows].T + self.bias_v[rows]
             act = ACTIVATIONS[layer.activation]
-            w[:, rows] = act.apply(v[:, rows], layer.param)
+            w[:, rows] = act.apply(v[:, rows], layer.neuron_param())
         return v, w
 
 
@@ -131,8 +164,8 @@ def _expect_shape(name: str, matrix: sp.spmatrix, shape: tuple[int, int]) -> Non
         raise ValueError(f"{name} has shape {matrix.shape}, expected {shape}")
 
 
-def _per_neuron(layers: tuple[Layer, ...], attr: str, n_w: int) -> np.ndarray:
+def _per_neuron(layers: tuple[Layer, ...], which: int, n_w: int) -> np.ndarray:
     out = np.empty(n_w)
     for layer in layers:
-        out[layer.start : layer.stop] = getattr(layer, attr)
+        out[layer.start : layer.stop] = layer.neuron_slopes()[which]
     return out

@@ -32,10 +32,17 @@ def subnetwork(net: Network, inputs: np.ndarray, neurons: np.ndarray, outputs: n
 
 
 def restrict_layers(layers: tuple[Layer, ...], neurons: np.ndarray) -> tuple[Layer, ...]:
-    """Each layer's share of `neurons` (ascending), re-indexed; layers with none are dropped."""
+    """Each layer's share of `neurons` (ascending), re-indexed, with its per-neuron slopes (PReLU) sliced;
+    layers with none are dropped."""
     kept = []
     for layer in layers:
         lo, hi = (int(i) for i in np.searchsorted(neurons, [layer.start, layer.stop]))
         if hi > lo:
-            kept.append(dataclasses.replace(layer, start=lo, stop=hi, shape=(hi - lo,)))
+            local = np.asarray(neurons[lo:hi]) - layer.start
+            per_neuron = {
+                name: np.asarray(values)[local]
+                for name in ("alphas", "betas", "params")
+                if (values := getattr(layer, name)) is not None and len(values) == layer.size
+            }
+            kept.append(dataclasses.replace(layer, start=lo, stop=hi, shape=(hi - lo,), **per_neuron))
     return tuple(kept)

@@ -9,8 +9,10 @@ An affine node (convolution, linear map, BatchNorm, pooling, normalisation, resh
 transposes, padding, residual Add, concatenation) maps M and bias exactly: its linear
 part is read off by forward-mode differentiation on basis vectors in float64, which
 reproduces the weights bit for bit. An activation node starts a new block of neurons.
-Only operators on an explicit list are treated as affine, because a piecewise-linear
-operator can look affine on random probes; anything else is refused by name.
+Only operators on an explicit list (lipcert/network/ops.py, the registry shared with the
+loader) are treated as affine, because a piecewise-linear operator can look affine on
+random probes; anything else is refused by name. MaxPool is rewritten exactly into ReLU
+neurons (lipcert/network/maxpool.py).
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ from torch import fx, nn
 from lipcert.errors import UnsupportedModelError
 from lipcert.network.activations import ACTIVATIONS
 from lipcert.network.form import Layer, Network, OpRecord
+from lipcert.network.maxpool import maxpool_parts, pool_windows, window_max_tree
+from lipcert.network.ops import AFFINE_LABELS, REGISTRY, SELECTION_LABELS, SHAPE_LABELS, activation_of
 from lipcert.quiet import quiet_torch
 
+PRELU_LABELS = REGISTRY["PRelu"].torch_labels
 PROBE_ELEMENTS = 1 << 23  # basis vectors per push x output size: about 64 MiB of float64
 
 
@@ -44,87 +49,6 @@ class Affine:
     shape: tuple[int, ...]
     M: sp.csr_matrix  # (numel, n_z at creation time)
     bias: np.ndarray  # (numel,)
-
-
-AFFINE_MODULES: tuple[type, ...] = (
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-    nn.Linear,
-    nn.BatchNorm1d,
-    nn.BatchNorm2d,
-    nn.BatchNorm3d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.Flatten,
-    nn.Unflatten,
-    nn.Identity,
-    nn.Dropout,
-    nn.ZeroPad2d,
-    nn.ConstantPad1d,
-    nn.ConstantPad2d,
-)
-
-# onnx2torch module classes that are affine in their variable inputs. Binary math
-# and MatMul are checked separately: they are affine only with a constant factor.
-AFFINE_ONNX2TORCH = {
-    "OnnxGemm",
-    "OnnxTranspose",
-    "OnnxReshape",
-    "OnnxFlatten",
-    "OnnxPadStatic",
-    "OnnxSqueezeStaticAxes",
-    "OnnxSqueezeDynamicAxes",
-    "OnnxUnsqueezeStaticAxes",
-    "OnnxUnsqueezeDynamicAxes",
-    "OnnxConcat",
-    "OnnxNeg",
-    "OnnxSum",
-    "OnnxGlobalAveragePool",
-    "OnnxGlobalAveragePoolWithKnownInputShape",
-    "OnnxCopyIdentity",
-    "OnnxBatchNorm",
-    "OnnxDropoutDynamic",
-    "OnnxSlice",
-}
-
-SHAPE_ONLY = {"OnnxShape"}
-
-# Operators that only move, copy or drop values (or pad with constants). Their matrix is
-# a selection, read in O(n) from two probes instead of one probe per input element.
-DATA_MOVEMENT = {
-    "OnnxTranspose", "OnnxReshape", "OnnxFlatten", "Flatten", "Unflatten", "OnnxPadStatic", "ZeroPad2d",
-    "ConstantPad1d", "ConstantPad2d", "OnnxSqueezeStaticAxes", "OnnxSqueezeDynamicAxes",
-    "OnnxUnsqueezeStaticAxes", "OnnxUnsqueezeDynamicAxes", "Identity", "OnnxCopyIdentity", "Dropout",
-    "OnnxDropoutDynamic", "OnnxSlice",
-}  # fmt: skip  # output depends on the input's shape, never its values
-
-
-def activation_of(module: nn.Module) -> tuple[str, float] | None:
-    """(activation key, parameter) for an elementwise activation module, else None."""
-    if isinstance(module, nn.ReLU):
-        return "relu", 0.0
-    if isinstance(module, nn.LeakyReLU):
-        return "leaky_relu", float(module.negative_slope)
-    if isinstance(module, nn.Tanh) or getattr(module, "function", None) is torch.tanh:
-        return "tanh", 0.0  # onnx2torch maps Tanh to OnnxFunction(torch.tanh)
-    if isinstance(module, nn.Sigmoid):
-        return "sigmoid", 0.0
-    if isinstance(module, nn.ELU):
-        return "elu", float(module.alpha)
-    if isinstance(module, nn.Softplus) and module.beta == 1:
-        return "softplus", 0.0
-    if isinstance(module, nn.GELU) and module.approximate == "none":
-        return "gelu", 0.0
-    if isinstance(module, nn.SiLU):
-        return "silu", 0.0
-    return None
 
 
 class Tracer:
@@ -164,12 +88,17 @@ class Tracer:
         variables = _variables(args, kwargs)
         if not variables:
             return Const(fn(*_constants(args), **_constants(kwargs)))
-        if label in SHAPE_ONLY:
+        if label in SHAPE_LABELS:
             return Const(torch.tensor(variables[0].shape, dtype=torch.int64))
         module = self.gm.get_submodule(node.target) if node.op == "call_module" else None
         act = activation_of(module) if module is not None else None
         if act is not None:
-            return self._activation(node, variables[0], *act)
+            return self._activation(_layer_name(node), variables[0], *act)
+        if label in PRELU_LABELS:
+            return self._prelu(node, args)
+        pool = maxpool_parts(module) if module is not None else None
+        if pool is not None:
+            return self._maxpool(node, variables[0], module, pool)
         self._check_affine(node, label, module, args, variables)
         return self._affine(node, label, fn, args, kwargs)
 
@@ -182,19 +111,89 @@ class Tracer:
         eye = sp.identity(self.n_x, format="csr", dtype=np.float64)
         return Affine(self.input_shape, eye, np.zeros(self.n_x))
 
-    def _activation(self, node: fx.Node, v: Affine, key: str, param: float) -> Affine:
+    def _activation(
+        self, name: str, v: Affine, key: str, param: Any, per_neuron: np.ndarray | None = None, record: bool = True
+    ) -> Affine:
+        """A new layer of neurons w = act(v); per_neuron: one parameter per neuron (PReLU)."""
         size = v.M.shape[0]
         start = self.n_w
-        alpha, beta = ACTIVATIONS[key].slopes(param)
         shape = tuple(v.shape[1:]) if len(v.shape) > 1 else tuple(v.shape)
-        self.layers.append(Layer(node.name, key, start, start + size, shape, alpha, beta, param))
+        if per_neuron is None:
+            alpha, beta = (float(s) for s in ACTIVATIONS[key].slopes(param))
+            layer = Layer(name, key, start, start + size, shape, alpha, beta, param)
+        else:
+            alphas, betas = ACTIVATIONS[key].slopes(per_neuron)
+            layer = Layer(
+                name, key, start, start + size, shape, float(np.min(alphas)), float(np.max(betas)),
+                float(per_neuron[0]), alphas=_frozen(alphas), betas=_frozen(betas), params=_frozen(per_neuron),
+            )  # fmt: skip
+        self.layers.append(layer)
         self.neuron_rows.append(v.M)
         self.neuron_bias.append(v.bias)
         self.n_w += size
-        self.ops.append(OpRecord(node.name, key, v.shape, v.shape, "activation"))
+        if record:
+            self.ops.append(OpRecord(name, key, v.shape, v.shape, "activation"))
         cols = np.arange(start, start + size) + self.n_x
         selector = sp.csr_matrix((np.ones(size), (np.arange(size), cols)), shape=(size, self.n_x + self.n_w))
         return Affine(v.shape, selector, np.zeros(size))
+
+    def _prelu(self, node: fx.Node, args: Any) -> Affine:
+        x, slope = args[0], args[1] if len(args) > 1 else None
+        if not isinstance(x, Affine) or not isinstance(slope, Const):
+            raise UnsupportedModelError(f"node '{node.name}' (PRelu): the slope must be a constant")
+        values = torch.as_tensor(slope.value, dtype=torch.float64)
+        try:
+            per_neuron = torch.broadcast_to(values, x.shape).reshape(x.shape[0], -1)[0].numpy().copy()
+        except RuntimeError:
+            raise UnsupportedModelError(
+                f"node '{node.name}' (PRelu): slope of shape {tuple(values.shape)} does not broadcast to {x.shape}"
+            ) from None
+        if np.all(per_neuron == per_neuron[0]):  # one slope for all: a plain per-layer parameter
+            return self._activation(node.name, x, "prelu", float(per_neuron[0]))
+        return self._activation(node.name, x, "prelu", float(per_neuron[0]), per_neuron)
+
+    def _maxpool(self, node: fx.Node, v: Affine, module: nn.Module, parts: Any) -> Affine:
+        """max over each window as a tree of ReLU neurons: max(a, b) = b + ReLU(a - b).
+
+        The tree's output reads the pool's input b directly, so the layer after the pool reads
+        the layer before it too, and a depth cut right after the pool is invalid
+        (lipcert/partition/depth.py). A cut right before the pool stays valid: the tree's first
+        level reads only the pool's input. On the LeNet-style sample (conv, ReLU, MaxPool twice)
+        valid_cuts is [1, 4], one cut before each pool. Ending each pool with an exact identity
+        layer (slopes [1, 1]) would add the cut after it ([1, 4, 5]), but LipSDP can enforce
+        w = v only in the limit of an infinite multiplier: measured on the VGG-style block of
+        tests/maxpool_nets.py, SCS took 318 s instead of 18 s and ended looser (0.42917 against
+        0.42804). A cut before the pool serves the partition as well, so there is none.
+        """
+        windows, out_shape = pool_windows(node.name, module, parts, v.shape)
+        tree = window_max_tree(windows)
+        n_before = len(self.layers)
+        current = Affine(v.shape, tree.gather @ v.M, tree.gather @ v.bias)
+        for level, (pick_a, pick_b) in enumerate(tree.levels):
+            current = self._max_level(f"{node.name}_max{level + 1}", current, pick_a, pick_b)
+        added = self.layers[n_before:]
+        self.ops.append(
+            OpRecord(node.name, f"{_module_label(module)} -> {len(added)} ReLU levels",
+                     v.shape, out_shape, "rewrite", sum(layer.size for layer in added))
+        )  # fmt: skip
+        return Affine(out_shape, current.M.tocsr(), current.bias)
+
+    def _max_level(self, name: str, cands: Affine, pick_a: Any, pick_b: Any) -> Affine:
+        """One level of the tree: pairs (a, b) become b + ReLU(a - b); the rest are carried.
+
+        pick_a / pick_b are 0/1 matrices (next candidates x current candidates): rows of
+        pick_a select a (empty rows for carried candidates), rows of pick_b select b (or the
+        carried candidate itself).
+        """
+        pairs = np.flatnonzero(np.diff(pick_a.indptr))  # next candidates that are a pair's result
+        A_pick, B_pick = pick_a[pairs], pick_b[pairs]
+        diff = Affine((1, len(pairs)), (A_pick - B_pick) @ cands.M, (A_pick - B_pick) @ cands.bias)
+        relu = self._activation(name, diff, "relu", 0.0, record=False)
+        n_z = self.n_x + self.n_w
+        n_pairs = len(pairs)
+        spread = sp.csr_matrix((np.ones(n_pairs), (pairs, np.arange(n_pairs))), shape=(pick_a.shape[0], n_pairs))
+        M = _pad_columns(pick_b @ cands.M, n_z) + spread @ relu.M
+        return Affine(cands.shape, M.tocsr(), pick_b @ cands.bias)
 
     def _affine(self, node: fx.Node, label: str, fn: Callable, args: Any, kwargs: Any) -> Affine:
         leaves, rebuild = _flatten_variables((args, kwargs))
@@ -207,7 +206,7 @@ class Tracer:
         n_z = self.n_x + self.n_w
         M = sp.csr_matrix((out.numel(), n_z))
         for i, leaf in enumerate(leaves):
-            T = _selection_part(fn, rebuild, base, i) if label in DATA_MOVEMENT else None
+            T = _selection_part(fn, rebuild, base, i) if label in SELECTION_LABELS else None
             if T is None:
                 T = _linear_part(fn, rebuild, base, i, out.numel())
             M = M + T @ _pad_columns(leaf.M, n_z)
@@ -243,7 +242,7 @@ class Tracer:
         raise UnsupportedModelError(f"node '{node.name}': fx op '{node.op}' is not supported")
 
     def _check_affine(self, node: fx.Node, label: str, module: Any, args: Any, variables: list) -> None:
-        if isinstance(module, AFFINE_MODULES) or label in AFFINE_ONNX2TORCH:
+        if module is not None and label in AFFINE_LABELS and label not in ("Mul", "Div", "OnnxMatMul"):
             return
         if node.op == "call_function" and node.target in (operator.add, operator.sub, operator.neg):
             return
@@ -297,6 +296,18 @@ def _module_label(module: nn.Module) -> str:
     if op is not None:
         return names.get(op, "Div" if "div" in getattr(op, "__name__", "") else type(module).__name__)
     return type(module).__name__
+
+
+def _layer_name(node: fx.Node) -> str:
+    # Nodes of lipcert's own ONNX domain (rewritten activation patterns) keep the name of the
+    # node they replace, without the domain prefix onnx2torch gives them.
+    return node.name.removeprefix("lipcert_")
+
+
+def _frozen(values: np.ndarray) -> np.ndarray:
+    out = np.array(values, dtype=np.float64)
+    out.flags.writeable = False
+    return out
 
 
 def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:

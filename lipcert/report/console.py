@@ -40,17 +40,49 @@ def print_inspect(model: LoadedModel, verdict: str) -> None:
         table.add_column(column, justify="right" if column == "neurons" else "left")
     for op in net.ops:
         layer = layer_of.get(op.name) if op.kind == "activation" else None
-        neurons = str(layer.size) if layer else ""
+        neurons = str(layer.size) if layer else (str(op.neurons) if op.kind == "rewrite" else "")
         slopes = f"[{layer.alpha:.4g}, {layer.beta:.4g}]" if layer else ""
+        if layer is not None and layer.alphas is not None:
+            slopes = f"per neuron, within {slopes}"
+        if op.kind == "rewrite":
+            slopes = "ReLU [0, 1]"
         table.add_row(op.name, op.op, _shape(op.in_shape), _shape(op.out_shape), neurons, slopes)
     console = _console()
     console.print(table)
+    if model.output_node is not None:
+        console.print(f"output: node {model.output_node} (--output-node)")
+    for change in model.graph_changes:
+        console.print(f"graph clean-up: {change} (checked against the original with onnx's reference evaluator)")
     console.print(
         f"input {_shape(net.input_shape)} ({net.n_x}), output {_shape(net.output_shape)} ({net.n_y}), "
         f"{net.n_w} neurons in {len(net.layers)} activation layers; "
         f"full LipSDP matrix {net.lmi_size}x{net.lmi_size}"
     )
     console.print(verdict)
+
+
+def print_ops() -> None:
+    """Every ONNX operator lipcert reads and how (the loader's own registry), then the patterns."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from lipcert.network.ops import PATTERNS, REGISTRY, slope_text
+
+    table = Table(title="ONNX operators lipcert reads (any operator may appear in a constant sub-graph)")
+    for column in ("operator", "kind", "how", "slopes"):
+        table.add_column(column)
+    for rule in REGISTRY.values():
+        slopes = slope_text(rule.activation) if rule.activation else ""
+        table.add_row(rule.op_type, rule.kind, escape(rule.how), escape(slopes))
+    patterns = Table(title="activation patterns rewritten to one neuron per element")
+    for column in ("pattern", "node forms", "activation", "slopes"):
+        patterns.add_column(column)
+    for p in PATTERNS:
+        patterns.add_row(escape(p.name), escape(p.nodes), p.activation, escape(slope_text(p.activation)))
+    console = _console()
+    console.print(table)
+    console.print(patterns)
+    console.print("Any other operator on the data path is refused, naming its node.")
 
 
 def print_certificate(cert: Certificate) -> None:
