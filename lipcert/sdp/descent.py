@@ -1,0 +1,379 @@
+"""Per-neuron minimisation of the convex ρ*(λ) (MATH.md §5): LipSDP-Neuron without an SDP solver.
+
+ρ*(λ) = max over unit u and all w of zᵀL(λ, 0)z, z = (u, w): a maximum of linear functions of
+λ, so convex, nonsmooth where the top eigenvalue of the Schur complement is multiple (which it
+is near the optimum), and +inf outside the open set where R(λ) ≺ 0.
+
+The method (chosen by measurement, see `benchmarks/bench_global.py` and the report of issue 13):
+L-BFGS in θ = log λ on the entropic smoothing of the top eigenvalues,
+
+    f_μ(λ) = θ₁ + μ log Σ_{i ≤ k} exp((θ_i − θ₁)/μ),   ∇f_μ = Σ_i p_i ∇θ_i,   p = softmax(θ/μ),
+
+(θ_i the top k eigenvalues of the Schur complement, ∇θ_i their Danskin gradients, schur.py),
+with μ = τ·ρ relative and τ decreasing geometrically whenever a stage stops making progress.
+Where the top eigenspace is multiple, the single-vector subgradient changes abruptly from point
+to point and gradient methods zig-zag; the smoothed gradient averages the cluster, and with k
+grown until the weights of the last pairs are negligible, f_μ is within μ log k of ρ*. The line
+search is a plain backtracking (Armijo) that treats ρ* = +inf (R no longer ≺ 0) as a failed step,
+which is what stopped scipy's L-BFGS-B. log λ keeps λ > 0 and makes every layer's scale (eran:
+multipliers over many magnitudes) a unit step.
+
+Everything is deterministic: a fixed iteration count, fixed start vectors (or the previous
+eigenvector), a wall-clock budget only as a safety stop. The best point by the exact ρ* (not by
+f_μ) is returned, never worse than the start; it is an estimate until verified.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lipcert.network.form import Network
+from lipcert.sdp.schur import SchurEigen, schur_eigen
+from lipcert.sdp.sequential import SCALES, recursion_multipliers
+from lipcert.sdp.verify import Verification
+
+_DEBUG = bool(os.environ.get("LIPCERT_DESCENT_DEBUG"))
+
+
+@dataclass
+class DescentResult:
+    lam: np.ndarray  # the best λ found (by ρ*)
+    rho: float  # ρ*(lam): an estimate, not a bound
+    start_rho: float
+    evaluations: int
+    iterations: int
+    seconds: float
+    history: list[tuple[float, float]] = field(default_factory=list)  # (seconds, best ρ*) per iteration
+
+
+class _Objective:
+    """ρ*(exp θ) and its smoothed version with memory of the best exact value seen."""
+
+    def __init__(self, net: Network, k: int, k_max: int, input_weights: np.ndarray | None, tol: float) -> None:
+        self.net, self.k, self.k_max, self.input_weights, self.tol = net, k, k_max, input_weights, tol
+        self.best_rho, self.best_lam = float("inf"), None
+        self.evaluations = 0
+        self.v0: np.ndarray | None = None
+        self.log = True
+        self.lam0 = None
+
+    def eigen(self, lam: np.ndarray) -> SchurEigen | None:
+        self.evaluations += 1
+        found = schur_eigen(self.net, lam, self.k, self.input_weights, v0=self.v0, tol=self.tol)
+        if found is None or not np.isfinite(found.rho):
+            return None
+        self.v0 = found.vectors[:, 0].copy()
+        if found.rho < self.best_rho:
+            self.best_rho, self.best_lam = found.rho, lam.copy()
+        return found
+
+    def to_lam(self, x: np.ndarray) -> np.ndarray:
+        return np.exp(x) if self.log else self.lam0 * x
+
+    def smoothed(self, theta: np.ndarray, mu: float) -> tuple[float, np.ndarray | None]:
+        lam = self.to_lam(theta)
+        found = self.eigen(lam)
+        if found is None:
+            return float("inf"), None
+        values = found.values
+        shifted = (values - values[0]) / mu
+        weights = np.exp(shifted)
+        total = float(weights.sum())
+        p = weights / total
+        if p[-1] > 1e-3 * p[0] and self.k < min(self.k_max, self.net.n_x):
+            self.k = min(2 * self.k, self.k_max, self.net.n_x)  # the cluster is wider than k: see more
+        value = float(values[0] + mu * np.log(total))
+        grad_lam = p @ found.gradients
+        return value, grad_lam * (lam if self.log else self.lam0)  # chain rule
+
+
+def minimise_rho(
+    net: Network,
+    lam0: np.ndarray,
+    iterations: int = 200,
+    seconds: float = 300.0,
+    input_weights: np.ndarray | None = None,
+    smoothing: float = 1e-2,
+    smoothing_min: float = 1e-5,
+    memory: int = 12,
+    k: int = 8,
+    k_max: int = 64,
+    tol: float = 1e-8,
+    callback: Callable[[int, np.ndarray, float], None] | None = None,
+    parametrisation: str = "log",
+) -> DescentResult:
+    """L-BFGS on the smoothed top eigenvalues in log λ; returns the best λ by ρ* (never worse than lam0).
+
+    lam0 must have R(lam0) ≺ 0 (else it is returned with ρ* = inf). Zero entries are lifted to a
+    tiny fraction of the mean (log λ needs λ > 0); the returned point must still be verified.
+    """
+    start = time.perf_counter()
+    deadline = start + seconds
+    lam0 = np.asarray(lam0, dtype=np.float64).copy()
+    positive = lam0[lam0 > 0]
+    floor = 1e-12 * (float(positive.mean()) if positive.size else 1.0)
+    obj = _Objective(net, k, k_max, input_weights, tol)
+    start_eigen = obj.eigen(lam0)
+    start_rho = float("inf") if start_eigen is None else start_eigen.rho
+    result = DescentResult(lam0, start_rho, start_rho, 1, 0, 0.0)
+    if start_eigen is None:
+        return result
+    obj.log = parametrisation == "log"
+    obj.lam0 = np.maximum(lam0, floor)
+
+    def to_x(lam: np.ndarray) -> np.ndarray:
+        return np.log(np.maximum(lam, floor)) if obj.log else np.maximum(lam, 0.0) / obj.lam0
+
+    def project(x: np.ndarray) -> np.ndarray:
+        return x if obj.log else np.maximum(x, 0.0)
+
+    theta = to_x(lam0)
+    tau = smoothing
+    mu = tau * start_rho
+    f, g = obj.smoothed(theta, mu)
+    if g is None:  # lifting zeros left the domain: descend from the given point unchanged
+        return result
+    s_hist: list[np.ndarray] = []
+    y_hist: list[np.ndarray] = []
+    stage_best = f
+    stall = 0
+    it = 0
+    for it in range(1, iterations + 1):
+        if time.perf_counter() >= deadline:
+            break
+        d = -_two_loop(g, s_hist, y_hist)
+        slope = float(g @ d)
+        if slope >= 0:  # not a descent direction: restart from the gradient
+            s_hist.clear()
+            y_hist.clear()
+            d, slope = -g, -float(g @ g)
+        step = 1.0 if s_hist else min(1.0, 0.1 / max(float(np.abs(d).max()), 1e-300))
+        accepted = False
+        for _ in range(30):
+            trial = project(theta + step * d)
+            f_new, g_new = obj.smoothed(trial, mu)
+            if g_new is not None and f_new <= f + 1e-4 * float(g @ (trial - theta)):
+                accepted = True
+                break
+            if _DEBUG:
+                print("   fail", "inf" if g_new is None else f"{(f_new - f) / f:.3g}", f"step {step:.3g}")
+            step *= 0.5 if g_new is not None else 0.25
+        if accepted:
+            s, y = trial - theta, g_new - g
+            if float(s @ y) > 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(y)):
+                s_hist.append(s)
+                y_hist.append(y)
+                if len(s_hist) > memory:
+                    s_hist.pop(0)
+                    y_hist.pop(0)
+            theta, f, g = trial, f_new, g_new
+        progress = (stage_best - f) / max(abs(stage_best), 1e-300)
+        if not accepted or progress < 1e-4 * tau / smoothing:
+            stall += 1
+        else:
+            stall, stage_best = 0, min(stage_best, f)
+        if (not accepted or stall >= 3) and tau > smoothing_min:
+            tau = max(tau * 0.3, smoothing_min)  # next stage: a sharper maximum, a fresh memory
+            mu = tau * obj.best_rho
+            theta = to_x(obj.best_lam)
+            f, g = obj.smoothed(theta, mu)
+            s_hist.clear()
+            y_hist.clear()
+            stage_best, stall = f, 0
+            if g is None:
+                break
+        elif not accepted:
+            break
+        result.history.append((time.perf_counter() - start, obj.best_rho))
+        if _DEBUG:
+            print(
+                f"it {it} f {f:.6g} best {obj.best_rho:.6g} tau {tau:.2g} k {obj.k} step {step:.3g} acc {accepted}"
+            )
+        if callback is not None:
+            callback(it, obj.best_lam, obj.best_rho)
+    result.lam, result.rho = obj.best_lam, obj.best_rho
+    result.evaluations, result.iterations = obj.evaluations, it
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _two_loop(g: np.ndarray, s_hist: list[np.ndarray], y_hist: list[np.ndarray]) -> np.ndarray:
+    """The L-BFGS product H·g (Nocedal & Wright, Algorithm 7.4)."""
+    q = g.copy()
+    alphas = []
+    for s, y in zip(reversed(s_hist), reversed(y_hist)):
+        a = float(s @ q) / float(y @ s)
+        alphas.append(a)
+        q -= a * y
+    if s_hist:
+        s, y = s_hist[-1], y_hist[-1]
+        q *= float(s @ y) / float(y @ y)
+    for (s, y), a in zip(zip(s_hist, y_hist), reversed(alphas)):
+        b = float(y @ q) / float(y @ s)
+        q += (a - b) * s
+    return q
+
+
+# --- starting points ---------------------------------------------------------------------
+
+
+def _rho(net: Network, lam: np.ndarray, input_weights: np.ndarray | None = None) -> float:
+    found = schur_eigen(net, lam, 1, input_weights, tol=1e-8)
+    return float("inf") if found is None else found.rho
+
+
+def layer_profile_start(net: Network, input_weights: np.ndarray | None = None) -> np.ndarray | None:
+    """A λ with R(λ) ≺ 0 for any form: one value per layer, c·r^(−k) for the k-th layer.
+
+    A uniform λ cannot work in general: R(λ) = −Λ + sym(Λ diag((α+β)/2) B) − BᵀΛ diag(αβ) B + DᵀD,
+    and the first part is homogeneous in λ, so scaling never fixes a cross term ||W|| (α+β)/2 > 1.
+    Under the congruence diag(λ)^(-1/2), the block coupling layers l > k is scaled by
+    (λ_l/λ_k)^(1/2) = r^(−(l−k)/2), so a large enough ratio r makes the homogeneous part ≺ 0 for
+    any strictly lower-triangular B (chains, skips, concatenations), and a large enough c then
+    dominates DᵀD. r and c are found by doubling, then c by a search on the convex ρ*.
+    """
+    index = np.empty(net.n_w)
+    for k, layer in enumerate(net.layers):
+        index[layer.start : layer.stop] = k
+    for log_r in np.arange(0.0, 60.0, 1.0):
+        profile = np.exp(-log_r * index)
+        for log_c in np.arange(-20.0, 80.0, 2.0):
+            if np.isfinite(_rho(net, np.exp(log_c) * profile, input_weights)):
+                return _best_scale(net, np.exp(log_c) * profile, input_weights)
+    return None
+
+
+def _best_scale(net: Network, lam: np.ndarray, input_weights: np.ndarray | None, steps: int = 24) -> np.ndarray:
+    """min over s > 0 of ρ*(s λ) (convex along the ray) by doubling then golden section on log s."""
+    value = _rho(net, lam, input_weights)
+    lo = 0.0
+    while True:  # grow until ρ* stops decreasing
+        trial = _rho(net, lam * 2.0 ** (lo + 1.0), input_weights)
+        if not trial < value or lo > 60:
+            break
+        lo, value = lo + 1.0, trial
+    a, b = lo - 1.0, lo + 1.0
+    golden = 0.5 * (np.sqrt(5.0) - 1.0)
+    c, d = b - golden * (b - a), a + golden * (b - a)
+    fc, fd = _rho(net, lam * 2.0**c, input_weights), _rho(net, lam * 2.0**d, input_weights)
+    for _ in range(steps):
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - golden * (b - a)
+            fc = _rho(net, lam * 2.0**c, input_weights)
+        else:
+            a, c, fc = c, d, fd
+            d = a + golden * (b - a)
+            fd = _rho(net, lam * 2.0**d, input_weights)
+    best = min((fc, c), (fd, d), (value, lo))
+    return lam * 2.0 ** best[1]
+
+
+def chain_start(net: Network, weights: list[np.ndarray]) -> np.ndarray | None:
+    """The chain recursion's per-layer direction (sequential.recursion_multipliers), best scale on it.
+
+    `weights` are the chain's dense blocks [W_0, …, W_L] (sequential.chain_weights refuses above
+    its size limit; the caller extracts them, e.g. with `chain_blocks`).
+    """
+    found = recursion_multipliers(net, weights)
+    if found is None:
+        return None
+    direction, c = found
+    scored = [(_rho(net, c * (1.0 + tau) * direction), tau) for tau in SCALES]  # as sequential_bound
+    value, tau = min(scored)
+    return c * (1.0 + tau) * direction if np.isfinite(value) else None
+
+
+def chain_blocks(net: Network) -> list[np.ndarray] | None:
+    """[W_0, …, W_L] of a chain at any size (sequential.chain_weights without its size limit)."""
+    from lipcert.sdp import sequential
+
+    limit = sequential.SIZE_LIMIT
+    try:
+        sequential.SIZE_LIMIT = max(limit, net.lmi_size)
+        return sequential.chain_weights(net)
+    finally:
+        sequential.SIZE_LIMIT = limit
+
+
+def descend_layers(
+    net: Network, lam: np.ndarray, sweeps: int = 12, seconds: float = 120.0, input_weights: np.ndarray | None = None
+) -> np.ndarray:
+    """sequential.descend_layer_scales' coordinate search on one factor per layer, with ρ* at any size."""
+    deadline = time.perf_counter() + seconds
+    value = _rho(net, lam, input_weights)
+    step = 2.0
+    for _ in range(sweeps):
+        if step <= 1.01 or time.perf_counter() >= deadline:
+            break
+        improved = False
+        for layer in net.layers:
+            for factor in (1.0 / step, step):
+                trial = lam.copy()
+                trial[layer.start : layer.stop] *= factor
+                if (rho := _rho(net, trial, input_weights)) < value * (1.0 - 1e-9):
+                    lam, value, improved = trial, rho, True
+                    break
+            if time.perf_counter() >= deadline:
+                break
+        step = step if improved else float(np.sqrt(step))
+    return lam
+
+
+# --- verification along the way -------------------------------------------------------------
+
+
+def verify_any(net: Network, lam: np.ndarray, input_weights: np.ndarray | None = None) -> Verification:
+    """verify.verify_multipliers up to schur.DENSE_LIMIT (bit for bit the dense path), the sparse one above."""
+    from lipcert.sdp.schur import DENSE_LIMIT
+
+    if net.lmi_size <= DENSE_LIMIT:
+        from lipcert.sdp.verify import verify_multipliers
+
+        return verify_multipliers(net, lam, input_weights)
+    from lipcert.sdp.sparse_verify import verify_multipliers_sparse
+
+    return verify_multipliers_sparse(net, lam, input_weights)
+
+
+def minimise_and_verify(
+    net: Network,
+    lam0: np.ndarray,
+    iterations: int = 200,
+    seconds: float = 300.0,
+    verify_every: int = 50,
+    input_weights: np.ndarray | None = None,
+    **options: object,
+) -> tuple[Verification, DescentResult]:
+    """minimise_rho, verifying the best point every `verify_every` iterations and at the end;
+    returns the best *verified* point (the start's verification included) and the descent."""
+    best = verify_any(net, lam0, input_weights)
+    checked: list[Verification] = [best]
+
+    def check(it: int, lam: np.ndarray, rho: float) -> None:
+        if it % verify_every == 0:
+            checked.append(verify_any(net, lam, input_weights))
+
+    result = minimise_rho(net, lam0, iterations, seconds, input_weights, callback=check, **options)
+    checked.append(verify_any(net, result.lam, input_weights))
+    certified = [v for v in checked if v.certified]
+    if certified:
+        best = min(certified, key=lambda v: v.rho)
+    return best, result
+
+
+__all__ = [
+    "DescentResult",
+    "chain_blocks",
+    "chain_start",
+    "descend_layers",
+    "layer_profile_start",
+    "minimise_and_verify",
+    "minimise_rho",
+    "verify_any",
+]
