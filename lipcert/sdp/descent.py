@@ -59,8 +59,7 @@ class _Objective:
         self.best_rho, self.best_lam = float("inf"), None
         self.evaluations = 0
         self.v0: np.ndarray | None = None
-        self.log = True
-        self.lam0 = None
+        self.k_grew = False
 
     def eigen(self, lam: np.ndarray) -> SchurEigen | None:
         self.evaluations += 1
@@ -72,11 +71,8 @@ class _Objective:
             self.best_rho, self.best_lam = found.rho, lam.copy()
         return found
 
-    def to_lam(self, x: np.ndarray) -> np.ndarray:
-        return np.exp(x) if self.log else self.lam0 * x
-
     def smoothed(self, theta: np.ndarray, mu: float) -> tuple[float, np.ndarray | None]:
-        lam = self.to_lam(theta)
+        lam = np.exp(theta)
         found = self.eigen(lam)
         if found is None:
             return float("inf"), None
@@ -87,9 +83,10 @@ class _Objective:
         p = weights / total
         if p[-1] > 1e-3 * p[0] and self.k < min(self.k_max, self.net.n_x):
             self.k = min(2 * self.k, self.k_max, self.net.n_x)  # the cluster is wider than k: see more
+            self.k_grew = True
         value = float(values[0] + mu * np.log(total))
         grad_lam = p @ found.gradients
-        return value, grad_lam * (lam if self.log else self.lam0)  # chain rule
+        return value, grad_lam * lam  # chain rule for λ = exp(θ)
 
 
 def minimise_rho(
@@ -98,19 +95,24 @@ def minimise_rho(
     iterations: int = 200,
     seconds: float = 300.0,
     input_weights: np.ndarray | None = None,
-    smoothing: float = 1e-2,
-    smoothing_min: float = 1e-5,
+    smoothing: float = 3.0,
+    smoothing_min: float = 1e-4,
+    shrink: float = 0.3,
+    patience: int = 5,
     memory: int = 12,
-    k: int = 8,
+    k: int = 64,
     k_max: int = 64,
     tol: float = 1e-8,
     callback: Callable[[int, np.ndarray, float], None] | None = None,
-    parametrisation: str = "log",
 ) -> DescentResult:
     """L-BFGS on the smoothed top eigenvalues in log λ; returns the best λ by ρ* (never worse than lam0).
 
-    lam0 must have R(lam0) ≺ 0 (else it is returned with ρ* = inf). Zero entries are lifted to a
-    tiny fraction of the mean (log λ needs λ > 0); the returned point must still be verified.
+    The smoothing is μ = τ·ρ_best with τ from `smoothing` down to `smoothing_min` (×`shrink`
+    per stage); a stage ends when the exact best ρ* has not improved by 1e-4 (relative) for
+    `patience` iterations or the line search fails, and the next one restarts from the best
+    point with a fresh memory. lam0 must have R(lam0) ≺ 0 (else it is returned with ρ* = inf).
+    Zero entries are lifted to 1e-12 of the mean (log λ needs λ > 0). The result is an
+    estimate: verify it.
     """
     start = time.perf_counter()
     deadline = start + seconds
@@ -123,83 +125,85 @@ def minimise_rho(
     result = DescentResult(lam0, start_rho, start_rho, 1, 0, 0.0)
     if start_eigen is None:
         return result
-    obj.log = parametrisation == "log"
-    obj.lam0 = np.maximum(lam0, floor)
-
-    def to_x(lam: np.ndarray) -> np.ndarray:
-        return np.log(np.maximum(lam, floor)) if obj.log else np.maximum(lam, 0.0) / obj.lam0
-
-    def project(x: np.ndarray) -> np.ndarray:
-        return x if obj.log else np.maximum(x, 0.0)
-
-    theta = to_x(lam0)
     tau = smoothing
-    mu = tau * start_rho
+    theta, mu = np.log(np.maximum(lam0, floor)), tau * start_rho
     f, g = obj.smoothed(theta, mu)
-    if g is None:  # lifting zeros left the domain: descend from the given point unchanged
+    if g is None:  # lifting zeros left the domain: nothing to descend from
         return result
     s_hist: list[np.ndarray] = []
     y_hist: list[np.ndarray] = []
-    stage_best = f
-    stall = 0
+    reference, since = obj.best_rho, 0
     it = 0
     for it in range(1, iterations + 1):
         if time.perf_counter() >= deadline:
             break
-        d = -_two_loop(g, s_hist, y_hist)
-        slope = float(g @ d)
-        if slope >= 0:  # not a descent direction: restart from the gradient
+        accepted, theta_new, f_new, g_new = _line_search(obj, theta, f, g, mu, s_hist, y_hist)
+        if obj.k_grew:  # the smoothed objective itself changed (more eigenvalues): re-evaluate here
+            obj.k_grew = False
+            f, g = obj.smoothed(theta, mu)
             s_hist.clear()
             y_hist.clear()
-            d, slope = -g, -float(g @ g)
-        step = 1.0 if s_hist else min(1.0, 0.1 / max(float(np.abs(d).max()), 1e-300))
-        accepted = False
-        for _ in range(30):
-            trial = project(theta + step * d)
-            f_new, g_new = obj.smoothed(trial, mu)
-            if g_new is not None and f_new <= f + 1e-4 * float(g @ (trial - theta)):
-                accepted = True
-                break
-            if _DEBUG:
-                print("   fail", "inf" if g_new is None else f"{(f_new - f) / f:.3g}", f"step {step:.3g}")
-            step *= 0.5 if g_new is not None else 0.25
-        if accepted:
-            s, y = trial - theta, g_new - g
+            accepted = g is not None
+        elif accepted:
+            s, y = theta_new - theta, g_new - g
             if float(s @ y) > 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(y)):
                 s_hist.append(s)
                 y_hist.append(y)
                 if len(s_hist) > memory:
                     s_hist.pop(0)
                     y_hist.pop(0)
-            theta, f, g = trial, f_new, g_new
-        progress = (stage_best - f) / max(abs(stage_best), 1e-300)
-        if not accepted or progress < 1e-4 * tau / smoothing:
-            stall += 1
+            theta, f, g = theta_new, f_new, g_new
+        if obj.best_rho < reference * (1.0 - 1e-4):
+            reference, since = obj.best_rho, 0
         else:
-            stall, stage_best = 0, min(stage_best, f)
-        if (not accepted or stall >= 3) and tau > smoothing_min:
-            tau = max(tau * 0.3, smoothing_min)  # next stage: a sharper maximum, a fresh memory
-            mu = tau * obj.best_rho
-            theta = to_x(obj.best_lam)
+            since += 1
+        if (not accepted or since >= patience) and tau > smoothing_min:
+            tau = max(tau * shrink, smoothing_min)  # next stage: a sharper maximum, a fresh memory
+            theta, mu = np.log(np.maximum(obj.best_lam, floor)), tau * obj.best_rho
             f, g = obj.smoothed(theta, mu)
+            obj.k_grew = False
             s_hist.clear()
             y_hist.clear()
-            stage_best, stall = f, 0
+            reference, since = obj.best_rho, 0
             if g is None:
                 break
         elif not accepted:
             break
         result.history.append((time.perf_counter() - start, obj.best_rho))
-        if _DEBUG:
-            print(
-                f"it {it} f {f:.6g} best {obj.best_rho:.6g} tau {tau:.2g} k {obj.k} step {step:.3g} acc {accepted}"
-            )
         if callback is not None:
             callback(it, obj.best_lam, obj.best_rho)
     result.lam, result.rho = obj.best_lam, obj.best_rho
     result.evaluations, result.iterations = obj.evaluations, it
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _line_search(
+    obj: _Objective,
+    theta: np.ndarray,
+    f: float,
+    g: np.ndarray,
+    mu: float,
+    s_hist: list[np.ndarray],
+    y_hist: list[np.ndarray],
+) -> tuple[bool, np.ndarray, float, np.ndarray | None]:
+    """Backtracking (Armijo) along the L-BFGS direction; ρ* = +inf (R not ≺ 0) is a failed step."""
+    d = -_two_loop(g, s_hist, y_hist)
+    slope = float(g @ d)
+    if slope >= 0 or not np.isfinite(slope):  # not a descent direction: restart from the gradient
+        s_hist.clear()
+        y_hist.clear()
+        d, slope = -g, -float(g @ g)
+    step = 1.0 if s_hist else min(1.0, 0.1 / max(float(np.abs(d).max()), 1e-300))
+    for _ in range(30):
+        trial = theta + step * d
+        f_new, g_new = obj.smoothed(trial, mu)
+        if obj.k_grew:
+            return False, theta, f, None
+        if g_new is not None and f_new <= f + 1e-4 * step * slope:
+            return True, trial, f_new, g_new
+        step *= 0.5 if g_new is not None else 0.25
+    return False, theta, f, None
 
 
 def _two_loop(g: np.ndarray, s_hist: list[np.ndarray], y_hist: list[np.ndarray]) -> np.ndarray:
