@@ -25,7 +25,6 @@ f_μ) is returned, never worse than the start; it is an estimate until verified.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,8 +35,6 @@ from lipcert.network.form import Network
 from lipcert.sdp.schur import SchurEigen, schur_eigen
 from lipcert.sdp.sequential import SCALES, recursion_multipliers
 from lipcert.sdp.verify import Verification
-
-_DEBUG = bool(os.environ.get("LIPCERT_DESCENT_DEBUG"))
 
 
 @dataclass
