@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lipcert.network.form import Network
-from lipcert.sdp.schur import SchurEigen, schur_eigen
+from lipcert.sdp.lifted import without_outputs
+from lipcert.sdp.schur import SchurEigen, SchurOperator, schur_eigen
 from lipcert.sdp.sequential import SCALES, recursion_multipliers
 from lipcert.sdp.verify import Verification
 
@@ -228,29 +229,62 @@ def _rho(net: Network, lam: np.ndarray, input_weights: np.ndarray | None = None)
     return float("inf") if found is None else found.rho
 
 
-def layer_profile_start(net: Network, input_weights: np.ndarray | None = None) -> np.ndarray | None:
+def layer_profile_start(
+    net: Network, input_weights: np.ndarray | None = None, golden_steps: int = 10
+) -> np.ndarray | None:
     """A λ with R(λ) ≺ 0 for any form: one value per layer, c·r^(−k) for the k-th layer.
 
     A uniform λ cannot work in general: R(λ) = −Λ + sym(Λ diag((α+β)/2) B) − BᵀΛ diag(αβ) B + DᵀD,
     and the first part is homogeneous in λ, so scaling never fixes a cross term ||W|| (α+β)/2 > 1.
     Under the congruence diag(λ)^(-1/2), the block coupling layers l > k is scaled by
     (λ_l/λ_k)^(1/2) = r^(−(l−k)/2), so a large enough ratio r makes the homogeneous part ≺ 0 for
-    any strictly lower-triangular B (chains, skips, concatenations), and a large enough c then
-    dominates DᵀD. r and c are found by doubling, then c by a search on the convex ρ*.
+    any strictly lower-triangular B (chains, skips, concatenations); then c·(−R₀) − DᵀD ≻ 0 for
+    all c above a threshold. Both are found with factorizations only (no eigenvalues): the
+    smallest r = 4^i whose homogeneous part is ≺ 0, the threshold of c by bisection on log₂ c;
+    then c by a golden-section search of the convex ρ*(c·profile) above it. For a single layer
+    the profile is the uniform λ.
     """
     index = np.empty(net.n_w)
     for k, layer in enumerate(net.layers):
         index[layer.start : layer.stop] = k
-    for log_r in np.arange(0.0, 60.0, 1.0):
-        profile = np.exp(-log_r * index)
-        for log_c in np.arange(-20.0, 80.0, 2.0):
-            if np.isfinite(_rho(net, np.exp(log_c) * profile, input_weights)):
-                return _best_scale(net, np.exp(log_c) * profile, input_weights)
+    homogeneous = without_outputs(net)
+    for log2_r in range(0, 62, 2):
+        profile = np.exp2(-log2_r * index)
+        profile /= profile.max()
+        if not SchurOperator(homogeneous, profile).ok:
+            continue
+        threshold = _feasibility_threshold(net, profile)
+        if threshold is None:
+            return None
+        return _best_scale(net, np.exp2(threshold + 1.0) * profile, input_weights, golden_steps)
     return None
 
 
+def _feasibility_threshold(net: Network, profile: np.ndarray) -> float | None:
+    """log₂ of (about, to 1/8) the smallest c with R(c·profile) ≺ 0, c·profile's R₀ part being ≺ 0."""
+
+    def ok(e: float) -> bool:
+        return SchurOperator(net, np.exp2(e) * profile).ok
+
+    hi = 0.0
+    while not ok(hi):
+        hi += 8.0
+        if hi > 1000:
+            return None
+    lo = hi - 8.0
+    while ok(lo):
+        hi, lo = lo, lo - 8.0
+        if lo < -1000:
+            return hi
+    while hi - lo > 0.125:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
+
+
 def _best_scale(net: Network, lam: np.ndarray, input_weights: np.ndarray | None, steps: int = 24) -> np.ndarray:
-    """min over s > 0 of ρ*(s λ) (convex along the ray) by doubling then golden section on log s."""
+    """min over s > 0 of ρ*(s λ) (convex along the ray, +inf below the feasibility threshold) by
+    doubling then golden section on log₂ s; lam must be feasible."""
     value = _rho(net, lam, input_weights)
     lo = 0.0
     while True:  # grow until ρ* stops decreasing
