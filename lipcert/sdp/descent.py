@@ -4,19 +4,31 @@
 λ, so convex, nonsmooth where the top eigenvalue of the Schur complement is multiple (which it
 is near the optimum), and +inf outside the open set where R(λ) ≺ 0.
 
-The method (chosen by measurement, see `benchmarks/bench_global.py` and the report of issue 13):
-L-BFGS in θ = log λ on the entropic smoothing of the top eigenvalues,
+The method: L-BFGS in θ = log λ on the entropic smoothing of the top eigenvalues,
 
     f_μ(λ) = θ₁ + μ log Σ_{i ≤ k} exp((θ_i − θ₁)/μ),   ∇f_μ = Σ_i p_i ∇θ_i,   p = softmax(θ/μ),
 
-(θ_i the top k eigenvalues of the Schur complement, ∇θ_i their Danskin gradients, schur.py),
-with μ = τ·ρ relative and τ decreasing geometrically whenever a stage stops making progress.
-Where the top eigenspace is multiple, the single-vector subgradient changes abruptly from point
-to point and gradient methods zig-zag; the smoothed gradient averages the cluster, and with k
-grown until the weights of the last pairs are negligible, f_μ is within μ log k of ρ*. The line
-search is a plain backtracking (Armijo) that treats ρ* = +inf (R no longer ≺ 0) as a failed step,
-which is what stopped scipy's L-BFGS-B. log λ keeps λ > 0 and makes every layer's scale (eran:
-multipliers over many magnitudes) a unit step.
+(θ_i the top k = 64 eigenvalues of the Schur complement, ∇θ_i their Danskin gradients,
+schur.py), with μ = τ·ρ_best and τ from 3 down by ×0.3 per stage, a stage ending when the
+exact best ρ* has not improved by 1e-4 for 5 iterations. With τ = 3 the weights are nearly
+uniform: the first stages minimise (about) the mean of the top 64 eigenvalues, pushing the
+whole top cluster down instead of chasing the current maximiser; where the top eigenspace is
+multiple, the single-vector subgradient changes abruptly from point to point and gradient
+methods zig-zag. The line search is a plain backtracking (Armijo) that treats ρ* = +inf (R no
+longer ≺ 0) as a failed step, which is what stopped scipy's L-BFGS-B; when k has to grow (the
+smoothed objective changes) the current point is re-evaluated. log λ keeps λ > 0 and makes
+every layer's scale (eran: multipliers over many magnitudes) a unit step.
+
+Chosen by measurement (mnistfc 256x2, 2 cores shared, load average 6–9; sqrt ρ*):
+- from the chain recursion's point (453.57), 50 s each: verify.polish_multipliers 445.13;
+  subgradient in log λ with steps η₀/√t (normalised) 358.45 / 367.63 / 392.40 for
+  η₀ = 0.3 / 0.1 / 0.03; this method 314.36 (LipSDP-Neuron's optimum: 312.64);
+- from the layer point (404.64), variants (with an earlier stage rule on f_μ, not ρ*): τ fixed at 1e-2: 353.0 after 40
+  iterations; τ = 1e-3: 353.8, τ = 1e-1: 337.8 after 60; λ = λ₀∘x instead of log λ
+  (convex, projected): 375.2 after 60; τ from 0.3: 322.0 after 150; from 1: 313.87 after 200
+  (66 s); from 3: 313.55 after 200 (55 s). Memory 50 instead of 12 changed little (351.0 / 353.0).
+- LOBPCG warm-started from the previous eigenvectors, to cut ARPACK's ~470 solves for 32 pairs
+  on cifar_wide, did not converge in 12 block iterations: not used.
 
 Everything is deterministic: a fixed iteration count, fixed start vectors (or the previous
 eigenvector), a wall-clock budget only as a safety stop. The best point by the exact ρ* (not by
