@@ -38,7 +38,7 @@ def test_sparse_and_dense_proofs_agree_on_200_random_nets() -> None:
         assert dense >= rho_star and sparse >= rho_star
         assert sparse == pytest.approx(dense, rel=AGREE, abs=1e-300), seed
         assert sparse <= rho_star * (1 + AGREE) + 1e-300
-        if seed % 10:
+        if seed % 20:
             continue
         # ρ* well below the true one must be refused by both (all margins together stay under 1%).
         assert prove_rho_sparse(net, lam, 0.9 * rho_star) is None, seed
