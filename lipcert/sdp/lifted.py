@@ -1,0 +1,89 @@
+"""The LipSDP matrix with its output term lifted out, so that it stays sparse at any size.
+
+−L(λ, ρ) = K − YᵀY with Y = [C D] and K = −L₀(λ, ρ), L₀ the LMI of the same network with
+its outputs removed (C = D = 0), built by the one assembly `lipsdp.lmi_matrix`. YᵀY can be
+dense even when Y is sparse: verivital's average pool + Gemm couple 18 432 neurons to each
+other (340 M entries), while Y has 184 k. The lifted matrix over (z, y),
+
+    G(λ, ρ) = [[K, Yᵀ], [Y, I]],
+
+is congruent to diag(K − YᵀY, I) (eliminate y: [[I, −Yᵀ], [0, I]] G [[I, 0], [−Y, I]]), so
+G ⪰ 0 ⟺ −L(λ, ρ) ⪰ 0 exactly, and G ≻ 0 on the (w, y) coordinates ⟺ R(λ) ≺ 0. Y and I are
+copied, not computed: only K carries rounding, bounded by the magnitudes of L₀'s terms.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import replace
+
+import numpy as np
+import scipy.sparse as sp
+
+from lipcert.network.form import Network
+from lipcert.sdp.lipsdp import lmi_matrix, stacked_maps
+
+
+def without_outputs(net: Network) -> Network:
+    """The same neurons with C = D = 0: its LMI is L(λ, ρ) without the [C D]ᵀ[C D] term."""
+    return replace(
+        net,
+        C=sp.csr_matrix(net.C.shape, dtype=np.float64),
+        D=sp.csr_matrix(net.D.shape, dtype=np.float64),
+        bias_y=np.zeros(net.n_y),
+        ops=(),
+    )
+
+
+_CACHE: dict[int, tuple[weakref.ref, tuple]] = {}  # id(net) -> (weak reference, parts): a few nets at a time
+
+
+def _parts(net: Network) -> tuple[Network, sp.csr_matrix, sp.csr_matrix]:
+    """(network without outputs, M = [A B], Y = [C D]), cached per network object (by identity:
+    a Network holds arrays and does not hash)."""
+    hit = _CACHE.get(id(net))
+    if hit is not None and hit[0]() is net:
+        return hit[1]
+    M, Y = stacked_maps(net)
+    parts = (without_outputs(net), M, Y)
+    for key in [k for k, (ref, _) in _CACHE.items() if ref() is None]:
+        del _CACHE[key]
+    if len(_CACHE) >= 8:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[id(net)] = (weakref.ref(net), parts)
+    return parts
+
+
+def output_map(net: Network) -> sp.csr_matrix:
+    return _parts(net)[2]
+
+
+def pre_activation_map(net: Network) -> sp.csr_matrix:
+    return _parts(net)[1]
+
+
+def inner_lmi(
+    net: Network, lam: np.ndarray, rho: float, input_weights: np.ndarray | None = None, absolute: bool = False
+) -> sp.csr_matrix:
+    """L₀(λ, ρ) (or its term magnitudes): lmi_matrix of the network without outputs."""
+    return lmi_matrix(_parts(net)[0], lam, rho, input_weights, absolute=absolute)
+
+
+def lifted_matrix(net: Network, lam: np.ndarray, rho: float, input_weights: np.ndarray | None = None) -> sp.csc_matrix:
+    """G(λ, ρ) = [[−L₀(λ, ρ), Yᵀ], [Y, I]] over (x, w, y), exactly symmetric.
+
+    L₀'s summation of duplicate terms need not be in the same order for (p, q) and (q, p),
+    so its upper triangle is taken and mirrored: each entry is one computed sum either way.
+    """
+    K = -inner_lmi(net, lam, rho, input_weights)
+    Y = output_map(net)
+    G = sp.bmat([[K, Y.T], [Y, sp.identity(net.n_y, format="csr")]], format="csc")
+    return symmetric_from_upper(G)
+
+
+def symmetric_from_upper(H: sp.spmatrix) -> sp.csc_matrix:
+    upper = sp.triu(H, k=0, format="csc")
+    strict = sp.triu(H, k=1, format="csc")
+    out = (upper + strict.T).tocsc()
+    out.sort_indices()
+    return out

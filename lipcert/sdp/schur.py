@@ -1,0 +1,202 @@
+"""ρ*(λ) and its subgradient for any network form and size (MATH.md §5), without a dense n×n.
+
+With L₀ = L(λ, 0) of the network without outputs (lifted.py), split over (x | w) as
+[[P₀, Q₀], [Q₀ᵀ, R₀]], and Y = [C D], eliminating (w, y) from the lifted matrix gives
+
+    ρ*(λ) = λ_max(Π^{-1/2} (P₀ + U N⁻¹ Uᵀ) Π^{-1/2}),   N = [[−R₀, Dᵀ], [D, I]],   U = [−Q₀, Cᵀ],
+
+which equals verify.schur_rho's λ_max(Π^{-1/2}(P − Q R⁻¹ Qᵀ)Π^{-1/2}) (block elimination of y:
+N⁻¹'s w-block is (−R)⁻¹ = (−R₀ − DᵀD)⁻¹). N ≻ 0 exactly when R ≺ 0, so a sparse LDLᵀ of N
+(QDLDL, fill-reducing order) with all pivots positive is the domain test, and each product with
+the Schur complement is two sparse products and two triangular solves. The top eigenvalues
+come from Lanczos (ARPACK's eigsh, a fixed start vector unless one is given, so that results
+are reproducible) on that operator; at most a few hundred inputs, the n_x × n_x complement is
+formed by n_x solves and diagonalised exactly instead.
+
+Subgradients (Danskin, as verify.schur_rho_and_gradient): for the i-th top eigenvector e_i,
+x = Π^{-1/2} e_i, (w, ·) = N⁻¹(−Uᵀ x) is the maximising w, and ∂θ_i/∂λ_j = (w_j − α_j v_j)(β_j v_j − w_j)
+with v = M (x, w). Where θ_1 is simple this is the gradient of ρ*; where the top eigenspace is
+multiple, each such vector is an element of the subdifferential, and `descent.py` combines
+the top few by a smoothed maximum (see there).
+
+Below DENSE_LIMIT (LMI side) the dense Schur complement of verify.py is used, as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as la
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from lipcert.network.form import Network
+from lipcert.sdp.lifted import inner_lmi, output_map, pre_activation_map
+from lipcert.sdp.verify import NotCertified, _blas_threads, _input_weights, _schur_parts
+
+DENSE_LIMIT = 4000  # LMI side up to which the dense Schur complement (verify.py) is used
+EXPLICIT_INPUTS = 256  # up to this many inputs the sparse path forms the n_x × n_x complement
+LANCZOS_TOL = 1e-10  # relative accuracy asked of ARPACK
+
+
+@dataclass(frozen=True)
+class SchurEigen:
+    """The top eigenpairs of the Schur complement at λ, with each one's Danskin gradient in λ."""
+
+    values: np.ndarray  # (k,) descending; values[0] = ρ*(λ), an estimate (not a bound)
+    gradients: np.ndarray  # (k, n_w): row i is ∂θ_i/∂λ at the i-th eigenvector
+    vectors: np.ndarray  # (n_x, k) unit eigenvectors of the scaled complement
+
+    @property
+    def rho(self) -> float:
+        return float(self.values[0])
+
+    @property
+    def gradient(self) -> np.ndarray:
+        return self.gradients[0]
+
+
+class SchurOperator:
+    """The factorised lifted activation block and the Schur complement as an operator."""
+
+    def __init__(self, net: Network, lam: np.ndarray, input_weights: np.ndarray | None = None) -> None:
+        import qdldl
+
+        n_x = net.n_x
+        L0 = inner_lmi(net, lam, 0.0, input_weights=None).tocsr()
+        self.net = net
+        self.P0 = L0[:n_x, :n_x].tocsr()
+        Q0 = L0[:n_x, n_x:].tocsr()
+        R0 = L0[n_x:, n_x:].tocsr()
+        Y = output_map(net)
+        C, D = Y[:, :n_x].tocsr(), Y[:, n_x:].tocsr()
+        N = sp.bmat([[-R0, D.T], [D, sp.identity(net.n_y, format="csr")]], format="csc")
+        N.sort_indices()
+        self.U = sp.hstack([-Q0, C.T], format="csr")
+        self.Ut = self.U.T.tocsr()
+        self.root = 1.0 / np.sqrt(_input_weights(net, input_weights))
+        self.ok = False
+        if not (np.all(np.isfinite(N.data)) and np.all(np.isfinite(self.U.data))):
+            return
+        try:
+            self.solver = qdldl.Solver(N)
+            _, d, _ = self.solver.factors()
+        except (RuntimeError, ValueError):
+            return
+        self.ok = bool(np.all(d > 0) and np.all(np.isfinite(d)))
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        return self.solver.solve(np.ascontiguousarray(b, dtype=np.float64))
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        x = self.root * np.ravel(v)
+        return self.root * (self.P0 @ x + self.U @ self.solve(self.Ut @ x))
+
+    def explicit(self) -> np.ndarray:
+        """The n_x × n_x scaled complement, column by column (small n_x only)."""
+        n_x = self.net.n_x
+        S = np.empty((n_x, n_x))
+        for i in range(n_x):
+            e = np.zeros(n_x)
+            e[i] = 1.0
+            S[:, i] = self.matvec(e)
+        return 0.5 * (S + S.T)
+
+    def maximiser(self, e: np.ndarray) -> np.ndarray:
+        """z = (x, w) maximising zᵀL(λ, 0)z for x = Π^{-1/2} e."""
+        x = self.root * e
+        w = self.solve(-(self.Ut @ x))[: self.net.n_w]
+        return np.concatenate([x, w])
+
+
+def _gradients(net: Network, Z: np.ndarray) -> np.ndarray:
+    """Rows (w_j − α_j v_j)(β_j v_j − w_j) for each column z = (x, w) of Z."""
+    M = pre_activation_map(net)
+    V = M @ Z
+    W = Z[net.n_x :]
+    grads = (W - net.alpha[:, None] * V) * (net.beta[:, None] * V - W)
+    return grads.T.copy()
+
+
+def _sparse_eigen(
+    net: Network, lam: np.ndarray, k: int, input_weights: np.ndarray | None, v0: np.ndarray | None, tol: float
+) -> SchurEigen | None:
+    op = SchurOperator(net, lam, input_weights)
+    if not op.ok:
+        return None
+    n_x = net.n_x
+    k = max(1, min(k, n_x))
+    if n_x <= EXPLICIT_INPUTS or k >= n_x - 1:
+        S = op.explicit()
+        if not np.all(np.isfinite(S)):
+            return None
+        values, vectors = la.eigh(S, subset_by_index=[n_x - k, n_x - 1])
+    else:
+        start = np.random.default_rng(0).standard_normal(n_x) if v0 is None else np.asarray(v0, dtype=np.float64)
+        linop = spla.LinearOperator((n_x, n_x), matvec=op.matvec, dtype=np.float64)
+        ncv = min(n_x, max(2 * k + 1, 20))
+        values, vectors = spla.eigsh(linop, k=k, which="LA", v0=start, tol=tol, ncv=ncv, maxiter=100 * n_x)
+    order = np.argsort(values)[::-1]
+    values, vectors = values[order], vectors[:, order]
+    if not np.all(np.isfinite(values)):
+        return None
+    Z = np.column_stack([op.maximiser(vectors[:, i]) for i in range(k)])
+    return SchurEigen(values, _gradients(net, Z), vectors)
+
+
+def _dense_eigen(net: Network, lam: np.ndarray, k: int, input_weights: np.ndarray | None) -> SchurEigen | None:
+    """verify._schur_parts' dense complement, its top k eigenpairs and gradients."""
+    try:
+        S, chol, Y = _schur_parts(net, lam, input_weights)
+    except NotCertified:
+        return None
+    n_x = net.n_x
+    k = max(1, min(k, n_x))
+    values, vectors = la.eigh(S, subset_by_index=[n_x - k, n_x - 1])
+    values, vectors = values[::-1], vectors[:, ::-1]
+    root = 1.0 / np.sqrt(_input_weights(net, input_weights))
+    X = root[:, None] * vectors
+    W = la.solve_triangular(chol.T, Y @ X, lower=False, check_finite=False)
+    return SchurEigen(values, _gradients(net, np.vstack([X, W])), vectors)
+
+
+def schur_eigen(
+    net: Network,
+    lam: np.ndarray,
+    k: int = 1,
+    input_weights: np.ndarray | None = None,
+    v0: np.ndarray | None = None,
+    tol: float = LANCZOS_TOL,
+    dense: bool | None = None,
+) -> SchurEigen | None:
+    """The top k eigenpairs of the Schur complement at λ and their gradients; None if R is not ≺ 0.
+
+    dense=None picks the dense complement up to DENSE_LIMIT, the sparse operator above.
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    if net.n_x == 0 or lam.shape != (net.n_w,) or not np.all(np.isfinite(lam)):
+        return None
+    use_dense = net.lmi_size <= DENSE_LIMIT if dense is None else dense
+    with _blas_threads(net.lmi_size):
+        if use_dense:
+            return _dense_eigen(net, lam, k, input_weights)
+        return _sparse_eigen(net, lam, k, input_weights, v0, tol)
+
+
+def sparse_schur_rho(net: Network, lam: np.ndarray, input_weights: np.ndarray | None = None) -> float:
+    """ρ*(λ) by the sparse operator at any size (+inf when R is not ≺ 0); an estimate, not a bound."""
+    if net.n_x == 0:
+        return 0.0
+    found = schur_eigen(net, lam, 1, input_weights, dense=False)
+    return float("inf") if found is None else max(found.rho, 0.0)
+
+
+def rho_and_gradient(
+    net: Network, lam: np.ndarray, input_weights: np.ndarray | None = None
+) -> tuple[float, np.ndarray]:
+    """ρ*(λ) and a subgradient, at any size: (inf, zeros) when R is not ≺ 0 (as the dense one)."""
+    found = schur_eigen(net, lam, 1, input_weights)
+    if found is None:
+        return float("inf"), np.zeros(net.n_w)
+    return found.rho, found.gradient
