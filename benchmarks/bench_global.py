@@ -46,6 +46,8 @@ def run_one(name: str) -> dict:
 
     from lipcert.load import load_model
     from lipcert.sdp import descent
+    from lipcert.sdp.sequential import chain_weights
+    from lipcert.sdp.verify import verify_multipliers
     from lipcert.sdp.lifted import lifted_matrix
     from lipcert.sdp.schur import SchurOperator
     from lipcert.sdp.sparse_psd import ldl_factor
@@ -56,7 +58,7 @@ def run_one(name: str) -> dict:
     row.update(load_seconds=round(time.perf_counter() - t_load, 1), lmi=net.lmi_size, n_x=net.n_x, n_w=net.n_w)
     budget = BUDGETS.get(name, 300)
     t0 = time.perf_counter()
-    blocks = descent.chain_blocks(net) if max(layer.size for layer in net.layers) <= CHAIN_WIDTH else None
+    blocks = chain_weights(net) if max(layer.size for layer in net.layers) <= CHAIN_WIDTH else None
     lam = descent.chain_start(net, blocks) if blocks is not None else None
     row["start_kind"] = "chain recursion" if lam is not None else "layer profile"
     if lam is None:
@@ -69,7 +71,7 @@ def run_one(name: str) -> dict:
     ldl_factor(lifted_matrix(net, lam, 1.0))
     row["factor_lifted_seconds"] = round(time.perf_counter() - t, 3)
     del op
-    start_check = descent.verify_any(net, lam)
+    start_check = verify_multipliers(net, lam)
     row["start_bound"] = start_check.bound
     elapsed = time.perf_counter() - t0
     result = descent.minimise_rho(net, lam, iterations=1000, seconds=max(budget * (1 - VERIFY_RESERVE) - elapsed, 1))
@@ -79,7 +81,7 @@ def run_one(name: str) -> dict:
         evaluations=result.evaluations,
         descent_estimate=float(np.sqrt(result.rho)),
     )
-    final = descent.verify_any(net, result.lam)
+    final = verify_multipliers(net, result.lam)
     row.update(
         bound=final.bound,
         how=final.how,

@@ -63,10 +63,16 @@ DEFAULT_SOLVER: dict[str, Any] = {
 
 # --------------------------------------------------------------------------- sizes lipcert can afford
 
-# The float64 proof of a whole LMI is one dense Cholesky of side n (n² floats, ~n³/3 flops): at 4000
-# that is 128 MB and seconds, once per continuation step. Whole-network points (the chain recursion)
-# and chordal solves stop there.
-VERIFY_LIMIT = 4000
+# Up to this LMI side the float64 proof (and ρ*) use one dense Cholesky (n² floats, ~n³/3 flops: at
+# 4000, 128 MB and seconds); above it, a sparse LDLᵀ of the lifted LMI (lipcert.sdp.sparse_psd), no
+# dense n×n anywhere. Dense results below it are unchanged from before the sparse path existed.
+DENSE_LIMIT = 4000
+# The largest LMI side lipcert proves in one piece (whole-network certificates, chordal solves).
+# Measured with the sparse proof: verivital's 24 112 in 0.25 s of factorisation, 3.4 GiB peak (most
+# of it the model); oval21 cifar_deep's 6756 in 1.4 s.
+VERIFY_LIMIT = 30_000
+# The chain recursion (ECLipsE-style start) forms dense layer-sized matrices: not above this width.
+CHAIN_WIDTH = 5000
 # `--combine auto` couples a group's tiles (and a chordal solve is accepted) when its one SDP costs at
 # most this many SCS iterations of blocks at the size budget (an iteration is cubic in each PSD
 # block's side). Above it, tiles are solved as independent blocks and combined by overlap: on the

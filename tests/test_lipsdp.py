@@ -20,8 +20,9 @@ from lipcert.sdp import solve as solve_module
 from lipcert.sdp.certify import certify_block
 from lipcert.sdp.lipsdp import balance, coefficient_matrix, expand_multipliers, lmi_matrix
 from lipcert.sdp.model import build_problem
+from lipcert.sdp.schur import schur_rho
 from lipcert.sdp.solve import solve_lipsdp
-from lipcert.sdp.verify import schur_rho, verify_multipliers
+from lipcert.sdp.verify import verify_multipliers
 from lipcert.vocabulary import Method
 
 ANCHORS = Path(__file__).resolve().parents[1] / ".." / "shared" / "anchors" / "lipsdp"

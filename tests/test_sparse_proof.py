@@ -11,9 +11,9 @@ import scipy.sparse as sp
 
 from lipcert.linalg import certify_psd, gamma
 from lipcert.sdp.lifted import lifted_matrix
+from lipcert.sdp.schur import schur_rho
 from lipcert.sdp.sparse_psd import EXTRA_ROUNDINGS, certify_psd_sparse, factor_row_count, ldl_factor
-from lipcert.sdp.sparse_verify import prove_rho_sparse, verify_multipliers_sparse
-from lipcert.sdp.verify import PROOF_ATTEMPTS, REL_MARGIN, prove_rho, schur_rho, verify_multipliers
+from lipcert.sdp.verify import PROOF_ATTEMPTS, REL_MARGIN, prove_rho, prove_rho_sparse, verify_multipliers
 from tests.nets import feasible_multipliers, random_net
 from tests.test_sequential import exact_min_eigenvalue
 from tests.test_verify import one_neuron
@@ -112,9 +112,9 @@ def test_sparse_proof_refuses_when_activation_block_is_not_negative_definite() -
     net = one_neuron(2.0, 3.0)  # R = d² − λ: λ < d² is not ≺ 0
     lam = np.array([0.5 * 9.0])
     assert prove_rho_sparse(net, lam, 1e6) is None
-    check = verify_multipliers_sparse(net, lam)
+    check = verify_multipliers(net, lam, sparse=True)
     assert not check.certified and check.bound == np.inf
-    repaired = verify_multipliers_sparse(net, np.array([9.0]))  # R = 0: repaired as in verify.py
+    repaired = verify_multipliers(net, np.array([9.0]), sparse=True)  # R = 0: repaired as in verify.py
     assert repaired.certified and repaired.how.startswith("repaired")
     assert repaired.bound >= 6.0
 
@@ -123,7 +123,7 @@ def test_verify_multipliers_sparse_matches_dense() -> None:
     for seed in (3, 8, 11):
         net = random_net(seed)
         lam = feasible_multipliers(net, seed)
-        dense, sparse = verify_multipliers(net, lam), verify_multipliers_sparse(net, lam)
+        dense, sparse = verify_multipliers(net, lam), verify_multipliers(net, lam, sparse=True)
         assert dense.certified and sparse.certified
         assert sparse.rho_estimate == pytest.approx(dense.rho_estimate, rel=1e-10)
         assert sparse.bound == pytest.approx(dense.bound, rel=AGREE)
@@ -176,8 +176,9 @@ def _guard(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_no_dense_matrix_above_4000_on_the_sparse_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lipcert.sdp.descent import minimise_rho, verify_any
+    from lipcert.sdp.descent import minimise_rho
     from lipcert.sdp.schur import schur_eigen, sparse_schur_rho
+    from lipcert.sdp.verify import verify_multipliers
     from tests.convnets import Conv, random_convnet
 
     net = random_convnet(
@@ -198,7 +199,7 @@ def test_no_dense_matrix_above_4000_on_the_sparse_path(monkeypatch: pytest.Monke
     found = schur_eigen(net, lam, 4)
     assert found is not None and found.gradients.shape == (4, net.n_w)
     assert prove_rho_sparse(net, lam, rho) is not None
-    check = verify_any(net, lam)
+    check = verify_multipliers(net, lam)
     assert check.certified
     result = minimise_rho(net, lam, iterations=2, seconds=60, k=4, k_max=4)
     assert result.rho <= rho

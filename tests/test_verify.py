@@ -9,9 +9,11 @@ import scipy.sparse as sp
 from lipcert.network.activations import ACTIVATIONS
 from lipcert.network.form import Layer, Network
 from lipcert.sdp.certify import certify_block
+from lipcert.sdp.descent import polish_multipliers
 from lipcert.sdp.lipsdp import compress_inputs, lmi_matrix, scale_inputs
+from lipcert.sdp.schur import schur_rho
 from lipcert.sdp.solve import SolverSettings
-from lipcert.sdp.verify import polish_multipliers, prove_rho, schur_rho, verify_multipliers
+from lipcert.sdp.verify import prove_rho, verify_multipliers
 from lipcert.vocabulary import Method
 
 TIGHT = SolverSettings(eps=1e-6, eps_min=1e-7, target_gap=1e-7)

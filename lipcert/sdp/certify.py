@@ -24,10 +24,11 @@ from lipcert.defaults import SolverSettings
 from lipcert.errors import SolverError
 from lipcert.network.form import Network
 from lipcert.sdp.coupled import TileIndex, live_part
+from lipcert.sdp.descent import polish_multipliers
 from lipcert.sdp.lipsdp import input_diagonal, scale_inputs
 from lipcert.sdp.model import LipSdpProblem, build_problem
 from lipcert.sdp.solve import SolveOutcome, WarmPoint, solve_lipsdp
-from lipcert.sdp.verify import Verification, polish_multipliers, verify_multipliers
+from lipcert.sdp.verify import Verification, verify_multipliers
 from lipcert.vocabulary import Method
 
 # Statuses whose multipliers are worth verifying. Limits are included: a verified bound

@@ -43,11 +43,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lipcert.linalg import blas_threads
 from lipcert.network.form import Network
 from lipcert.sdp.lifted import without_outputs
-from lipcert.sdp.schur import SchurEigen, SchurOperator, schur_eigen
+from lipcert.sdp.schur import NotCertified, SchurEigen, SchurOperator, rho_and_gradient, schur_eigen, schur_rho
 from lipcert.sdp.sequential import SCALES, recursion_multipliers
-from lipcert.sdp.verify import Verification
+from lipcert.sdp.verify import Verification, verify_multipliers
 
 
 @dataclass
@@ -237,8 +238,10 @@ def _two_loop(g: np.ndarray, s_hist: list[np.ndarray], y_hist: list[np.ndarray])
 
 
 def _rho(net: Network, lam: np.ndarray, input_weights: np.ndarray | None = None) -> float:
-    found = schur_eigen(net, lam, 1, input_weights, tol=1e-8)
-    return float("inf") if found is None else found.rho
+    try:
+        return schur_rho(net, lam, input_weights)
+    except NotCertified:
+        return float("inf")
 
 
 def layer_profile_start(
@@ -324,8 +327,7 @@ def _best_scale(net: Network, lam: np.ndarray, input_weights: np.ndarray | None,
 def chain_start(net: Network, weights: list[np.ndarray]) -> np.ndarray | None:
     """The chain recursion's per-layer direction (sequential.recursion_multipliers), best scale on it.
 
-    `weights` are the chain's dense blocks [W_0, …, W_L] (sequential.chain_weights refuses above
-    its size limit; the caller extracts them, e.g. with `chain_blocks`).
+    `weights` are the chain's dense blocks [W_0, …, W_L] (sequential.chain_weights).
     """
     found = recursion_multipliers(net, weights)
     if found is None:
@@ -336,56 +338,7 @@ def chain_start(net: Network, weights: list[np.ndarray]) -> np.ndarray | None:
     return c * (1.0 + tau) * direction if np.isfinite(value) else None
 
 
-def chain_blocks(net: Network) -> list[np.ndarray] | None:
-    """[W_0, …, W_L] of a chain at any size (sequential.chain_weights without its size limit)."""
-    from lipcert.sdp import sequential
-
-    limit = sequential.SIZE_LIMIT
-    try:
-        sequential.SIZE_LIMIT = max(limit, net.lmi_size)
-        return sequential.chain_weights(net)
-    finally:
-        sequential.SIZE_LIMIT = limit
-
-
-def descend_layers(
-    net: Network, lam: np.ndarray, sweeps: int = 12, seconds: float = 120.0, input_weights: np.ndarray | None = None
-) -> np.ndarray:
-    """sequential.descend_layer_scales' coordinate search on one factor per layer, with ρ* at any size."""
-    deadline = time.perf_counter() + seconds
-    value = _rho(net, lam, input_weights)
-    step = 2.0
-    for _ in range(sweeps):
-        if step <= 1.01 or time.perf_counter() >= deadline:
-            break
-        improved = False
-        for layer in net.layers:
-            for factor in (1.0 / step, step):
-                trial = lam.copy()
-                trial[layer.start : layer.stop] *= factor
-                if (rho := _rho(net, trial, input_weights)) < value * (1.0 - 1e-9):
-                    lam, value, improved = trial, rho, True
-                    break
-            if time.perf_counter() >= deadline:
-                break
-        step = step if improved else float(np.sqrt(step))
-    return lam
-
-
 # --- verification along the way -------------------------------------------------------------
-
-
-def verify_any(net: Network, lam: np.ndarray, input_weights: np.ndarray | None = None) -> Verification:
-    """verify.verify_multipliers up to schur.DENSE_LIMIT (bit for bit the dense path), the sparse one above."""
-    from lipcert.sdp.schur import DENSE_LIMIT
-
-    if net.lmi_size <= DENSE_LIMIT:
-        from lipcert.sdp.verify import verify_multipliers
-
-        return verify_multipliers(net, lam, input_weights)
-    from lipcert.sdp.sparse_verify import verify_multipliers_sparse
-
-    return verify_multipliers_sparse(net, lam, input_weights)
 
 
 def minimise_and_verify(
@@ -399,15 +352,15 @@ def minimise_and_verify(
 ) -> tuple[Verification, DescentResult]:
     """minimise_rho, verifying the best point every `verify_every` iterations and at the end;
     returns the best *verified* point (the start's verification included) and the descent."""
-    best = verify_any(net, lam0, input_weights)
+    best = verify_multipliers(net, lam0, input_weights)
     checked: list[Verification] = [best]
 
     def check(it: int, lam: np.ndarray, rho: float) -> None:
         if it % verify_every == 0:
-            checked.append(verify_any(net, lam, input_weights))
+            checked.append(verify_multipliers(net, lam, input_weights))
 
     result = minimise_rho(net, lam0, iterations, seconds, input_weights, callback=check, **options)
-    checked.append(verify_any(net, result.lam, input_weights))
+    checked.append(verify_multipliers(net, result.lam, input_weights))
     certified = [v for v in checked if v.certified]
     if certified:
         best = min(certified, key=lambda v: v.rho)
@@ -416,11 +369,51 @@ def minimise_and_verify(
 
 __all__ = [
     "DescentResult",
-    "chain_blocks",
     "chain_start",
-    "descend_layers",
     "layer_profile_start",
     "minimise_and_verify",
     "minimise_rho",
-    "verify_any",
+    "polish_multipliers",
 ]
+
+
+# --- a few projected-gradient steps (certify_block polishes a solver's multipliers with them) ------
+
+
+def polish_multipliers(net: Network, lam: np.ndarray, groups: np.ndarray, steps: int = 10) -> np.ndarray:
+    """Improve the solver's multipliers by projected gradient descent on the convex ρ*(λ).
+
+    First-order solvers leave R nearly singular, where ρ*(λ) is steep: a few descent
+    steps from there recover most of the gap between the verified and the optimal ρ,
+    at the cost of a few Schur complements. λ has one entry per group (neuron or layer);
+    the result is an estimate like its input, and must still be verified.
+    """
+    lam = np.maximum(np.asarray(lam, dtype=np.float64), 0.0)
+    with blas_threads(net.lmi_size):
+        return _descend(net, lam, groups, steps)
+
+
+def _descend(net: Network, lam: np.ndarray, groups: np.ndarray, steps: int) -> np.ndarray:
+    rho, grad = _group_gradient(net, lam, groups)
+    if not np.isfinite(rho) or net.n_x == 0:
+        return lam
+    step = 1e-2 * np.linalg.norm(lam) / max(float(np.linalg.norm(grad)), 1e-300)
+    for _ in range(steps):
+        while True:
+            trial = np.maximum(lam - step * grad, 0.0)
+            trial_rho, trial_grad = _group_gradient(net, trial, groups)
+            if trial_rho < rho:
+                break
+            step *= 0.25
+            if step * float(np.linalg.norm(grad)) < 1e-12 * float(np.linalg.norm(lam)):
+                return lam
+        improvement = (rho - trial_rho) / max(abs(rho), 1e-300)
+        lam, rho, grad, step = trial, trial_rho, trial_grad, 2.0 * step
+        if improvement < 1e-7:
+            break
+    return lam
+
+
+def _group_gradient(net: Network, lam: np.ndarray, groups: np.ndarray) -> tuple[float, np.ndarray]:
+    rho, grad = rho_and_gradient(net, lam[groups])
+    return rho, np.bincount(groups, weights=grad, minlength=lam.size)

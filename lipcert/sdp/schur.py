@@ -19,7 +19,9 @@ with v = M (x, w). Where θ_1 is simple this is the gradient of ρ*; where the t
 multiple, each such vector is an element of the subdifferential, and `descent.py` combines
 the top few by a smoothed maximum (see there).
 
-Below DENSE_LIMIT (LMI side) the dense Schur complement of verify.py is used, as before.
+Up to DENSE_LIMIT (LMI side) the dense Schur complement is used, as before the sparse path
+existed (its results are unchanged bit for bit); above it, the sparse operator. Everything here
+is an estimate: lipcert.sdp.verify proves a bound above it.
 """
 
 from __future__ import annotations
@@ -31,13 +33,70 @@ import scipy.linalg as la
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from lipcert.defaults import DENSE_LIMIT
+from lipcert.linalg import blas_threads, largest_eigenvalue_estimate
 from lipcert.network.form import Network
 from lipcert.sdp.lifted import inner_lmi, output_map, pre_activation_map
-from lipcert.sdp.verify import NotCertified, _blas_threads, _input_weights, _schur_parts
+from lipcert.sdp.lipsdp import lmi_matrix, stacked_maps
 
-DENSE_LIMIT = 4000  # LMI side up to which the dense Schur complement (verify.py) is used
 EXPLICIT_INPUTS = 256  # up to this many inputs the sparse path forms the n_x × n_x complement
 LANCZOS_TOL = 1e-10  # relative accuracy asked of ARPACK
+
+
+class NotCertified(Exception):
+    """R(λ) is not negative definite (or the complement is not finite): no ρ* for these λ."""
+
+
+def input_weights_or_ones(net: Network, input_weights: np.ndarray | None) -> np.ndarray:
+    return np.ones(net.n_x) if input_weights is None else np.asarray(input_weights, dtype=np.float64)
+
+
+def _schur_parts(
+    net: Network, lam: np.ndarray, input_weights: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(S, chol, Y): S = Π^{-1/2}(P − Q R⁻¹ Qᵀ)Π^{-1/2}, −R = chol cholᵀ, Y = chol⁻¹ Qᵀ."""
+    H = lmi_matrix(net, lam, 0.0).toarray()
+    n_x = net.n_x
+    P, Q, R = H[:n_x, :n_x], H[:n_x, n_x:], H[n_x:, n_x:]
+    if not np.all(np.isfinite(H)):
+        raise NotCertified("non-finite LMI entries")
+    try:
+        chol = la.cholesky(-R, lower=True, check_finite=False)
+    except la.LinAlgError as exc:
+        raise NotCertified("R (the activation block) is not negative definite") from exc
+    Y = la.solve_triangular(chol, Q.T, lower=True, check_finite=False)  # −Q R⁻¹ Qᵀ = YᵀY
+    root = 1.0 / np.sqrt(input_weights_or_ones(net, input_weights))
+    S = root[:, None] * (P + Y.T @ Y) * root[None, :]
+    S = 0.5 * (S + S.T)
+    if not np.all(np.isfinite(S)):
+        raise NotCertified("non-finite Schur complement (R nearly singular)")
+    return S, chol, Y
+
+
+def _dense_rho(net: Network, lam: np.ndarray, input_weights: np.ndarray | None = None) -> float:
+    """ρ* from the dense Schur complement; NotCertified if R is not ≺ 0."""
+    S, _, _ = _schur_parts(net, lam, input_weights)
+    return max(largest_eigenvalue_estimate(S), 0.0)
+
+
+def _dense_rho_and_gradient(net: Network, lam: np.ndarray) -> tuple[float, np.ndarray]:
+    """ρ*(λ) and a Danskin subgradient from the dense complement; (inf, zeros) if R is not ≺ 0.
+
+    ρ*(λ) = max over unit u and all w of zᵀ L(λ, 0) z with z = (u, w), attained at the
+    top eigenvector u of S and w = −R⁻¹Qᵀu; L is linear in λ, so (Danskin) the
+    derivative in λ_j is zᵀ S_j z = (w_j − α_j v_j)(β_j v_j − w_j) with v = M z.
+    """
+    try:
+        S, chol, Y = _schur_parts(net, lam, None)
+    except NotCertified:
+        return float("inf"), np.zeros_like(lam)
+    n_x = net.n_x
+    value, vec = la.eigh(S, subset_by_index=[n_x - 1, n_x - 1])
+    u = vec[:, 0]
+    w = la.solve_triangular(chol.T, Y @ u, lower=False, check_finite=False)
+    M, _ = stacked_maps(net)
+    v = M @ np.concatenate([u, w])
+    return float(value[0]), (w - net.alpha * v) * (net.beta * v - w)
 
 
 @dataclass(frozen=True)
@@ -75,7 +134,7 @@ class SchurOperator:
         N.sort_indices()
         self.U = sp.hstack([-Q0, C.T], format="csr")
         self.Ut = self.U.T.tocsr()
-        self.root = 1.0 / np.sqrt(_input_weights(net, input_weights))
+        self.root = 1.0 / np.sqrt(input_weights_or_ones(net, input_weights))
         self.ok = False
         if not (np.all(np.isfinite(N.data)) and np.all(np.isfinite(self.U.data))):
             return
@@ -155,7 +214,7 @@ def _dense_eigen(net: Network, lam: np.ndarray, k: int, input_weights: np.ndarra
     k = max(1, min(k, n_x))
     values, vectors = la.eigh(S, subset_by_index=[n_x - k, n_x - 1])
     values, vectors = values[::-1], vectors[:, ::-1]
-    root = 1.0 / np.sqrt(_input_weights(net, input_weights))
+    root = 1.0 / np.sqrt(input_weights_or_ones(net, input_weights))
     X = root[:, None] * vectors
     W = la.solve_triangular(chol.T, Y @ X, lower=False, check_finite=False)
     return SchurEigen(values, _gradients(net, np.vstack([X, W])), vectors)
@@ -178,10 +237,28 @@ def schur_eigen(
     if net.n_x == 0 or lam.shape != (net.n_w,) or not np.all(np.isfinite(lam)):
         return None
     use_dense = net.lmi_size <= DENSE_LIMIT if dense is None else dense
-    with _blas_threads(net.lmi_size):
+    with blas_threads(net.lmi_size):
         if use_dense:
             return _dense_eigen(net, lam, k, input_weights)
         return _sparse_eigen(net, lam, k, input_weights, v0, tol)
+
+
+def schur_rho(
+    net: Network, lam: np.ndarray, input_weights: np.ndarray | None = None, sparse: bool | None = None
+) -> float:
+    """ρ* = λ_max(Π^{-1/2}(P − Q R⁻¹ Qᵀ)Π^{-1/2}) at any size; NotCertified if R is not ≺ 0.
+
+    Float64 estimate only: lipcert.sdp.verify certifies a value above it. sparse: None picks
+    the dense complement up to DENSE_LIMIT and the sparse operator above; True/False force one.
+    """
+    if net.n_x == 0:
+        return 0.0
+    if not (net.lmi_size > DENSE_LIMIT if sparse is None else sparse):
+        return _dense_rho(net, lam, input_weights)
+    value = sparse_schur_rho(net, lam, input_weights)
+    if not np.isfinite(value):
+        raise NotCertified("R (the activation block) is not negative definite")
+    return value
 
 
 def sparse_schur_rho(net: Network, lam: np.ndarray, input_weights: np.ndarray | None = None) -> float:
@@ -192,11 +269,11 @@ def sparse_schur_rho(net: Network, lam: np.ndarray, input_weights: np.ndarray | 
     return float("inf") if found is None else max(found.rho, 0.0)
 
 
-def rho_and_gradient(
-    net: Network, lam: np.ndarray, input_weights: np.ndarray | None = None
-) -> tuple[float, np.ndarray]:
-    """ρ*(λ) and a subgradient, at any size: (inf, zeros) when R is not ≺ 0 (as the dense one)."""
-    found = schur_eigen(net, lam, 1, input_weights)
+def rho_and_gradient(net: Network, lam: np.ndarray) -> tuple[float, np.ndarray]:
+    """ρ*(λ) and a subgradient at any size: (inf, zeros) when R is not ≺ 0."""
+    if net.lmi_size <= DENSE_LIMIT:
+        return _dense_rho_and_gradient(net, lam)
+    found = schur_eigen(net, lam, 1, None)
     if found is None:
         return float("inf"), np.zeros(net.n_w)
     return found.rho, found.gradient

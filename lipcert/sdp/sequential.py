@@ -29,7 +29,8 @@ import scipy.sparse as sp
 
 from lipcert.defaults import DESCENT_SECONDS, MAX_SWEEPS, VERIFY_LIMIT
 from lipcert.network.form import Network
-from lipcert.sdp.verify import NotCertified, Verification, schur_rho, verify_multipliers
+from lipcert.sdp.schur import NotCertified, schur_rho
+from lipcert.sdp.verify import Verification, verify_multipliers
 
 SCALES = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1)  # s = c(1 + τ): ρ*(s) is convex in s, and its minimum is near c
 

@@ -1,28 +1,34 @@
-"""Turn a solver's multipliers into a proven bound, in float64 (MATH.md §3).
+"""Turn multipliers into a proven bound, in float64 (MATH.md §3, §5): lipcert's one verifier.
 
 For fixed λ ≥ 0 the LMI is L(λ, ρ) = [[P − ρ Π, Q], [Qᵀ, R]] with the inputs first
 (Π = diag(π), the identity unless input weights are given). If R ≺ 0 the smallest
-feasible ρ is ρ* = λ_max(Π^{-1/2} (P − Q R⁻¹ Qᵀ) Π^{-1/2}) (Schur complement). ρ* is
+feasible ρ is ρ* = λ_max(Π^{-1/2} (P − Q R⁻¹ Qᵀ) Π^{-1/2}) (Schur complement, schur.py). ρ* is
 only an estimate; the bound comes from a Cholesky proof that −L(λ, ρ̂) ⪰ 0 for a
 slightly larger ρ̂, on the full matrix in the original coordinates, with a margin that
 covers the rounding made in forming that matrix.
+
+Two forms of the one proof, by size: up to DENSE_LIMIT (LMI side) a dense Cholesky of −L
+(prove_rho); above it, the same argument on the lifted matrix [[−L₀, Yᵀ], [Y, I]] (lifted.py,
+PSD exactly when −L is, and sparse even where [C D]ᵀ[C D] is dense) with a permuted sparse LDLᵀ
+whose rounding bound involves the factor's row counts, not n (sparse_psd.py; prove_rho_sparse).
+Neither forms a dense matrix of the other's size.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg as la
 import scipy.sparse as sp
 
-from lipcert.defaults import SINGLE_THREAD_BELOW
-from lipcert.linalg import certify_psd, gamma, largest_eigenvalue_estimate, round_up
+from lipcert.defaults import DENSE_LIMIT
+from lipcert.linalg import blas_threads, certify_psd, gamma, round_up
 from lipcert.network.form import Network
-from lipcert.sdp.lipsdp import lmi_matrix, stacked_maps
+from lipcert.sdp.lifted import inner_lmi, lifted_matrix
+from lipcert.sdp.lipsdp import lmi_matrix
+from lipcert.sdp.schur import NotCertified, input_weights_or_ones, schur_rho
+from lipcert.sdp.sparse_psd import certify_psd_sparse
 
 REL_MARGIN = 1e-9  # ρ̂ = ρ*(1 + REL_MARGIN) + absolute margin, before any increase
 PROOF_ATTEMPTS = 8  # the margin grows ×10 per failed proof
@@ -47,51 +53,34 @@ class Verification:
         return self.schur_seconds + self.proof_seconds + self.polish_seconds
 
 
-class NotCertified(Exception):
-    pass
+def verify_multipliers(
+    net: Network, lam: np.ndarray, input_weights: np.ndarray | None = None, sparse: bool | None = None
+) -> Verification:
+    """The smallest ρ proven for these per-neuron multipliers, repairing them if needed.
 
-
-@contextlib.contextmanager
-def _blas_threads(n: int) -> Iterator[None]:
-    """One BLAS thread for small dense work.
-
-    Measured here: with the 2 cores shared (other processes, parallel blocks), a
-    multi-threaded OpenBLAS Cholesky of side 200–800 took 0.1–1 s instead of ~10 ms,
-    waiting for a second core; single-threaded it does not wait.
+    sparse: the sparse ρ* and proof (None: above DENSE_LIMIT only, as everywhere in lipcert;
+    True or False force one path, for comparisons).
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it, BLAS keeps its default threads
-        yield
-        return
-    if n >= SINGLE_THREAD_BELOW:
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
-def verify_multipliers(net: Network, lam: np.ndarray, input_weights: np.ndarray | None = None) -> Verification:
-    """The smallest ρ proven for these per-neuron multipliers, repairing them if needed."""
+    sparse = net.lmi_size > DENSE_LIMIT if sparse is None else sparse
     lam = np.asarray(lam, dtype=np.float64).ravel()
     if lam.shape != (net.n_w,):
         return _failed(f"not certified: expected {net.n_w} multipliers, got {lam.size}")
     if not np.all(np.isfinite(lam)):
         return _failed("not certified: non-finite multipliers")
     lam = np.maximum(lam, 0.0)
-    with _blas_threads(net.lmi_size):
-        return _verify(net, lam, input_weights)
+    with blas_threads(net.lmi_size):
+        return _verify(net, lam, input_weights, sparse)
 
 
-def _verify(net: Network, lam: np.ndarray, input_weights: np.ndarray | None) -> Verification:
-    result = _attempt(net, lam, input_weights, "verified")
+def _verify(net: Network, lam: np.ndarray, input_weights: np.ndarray | None, sparse: bool) -> Verification:
+    result = _attempt(net, lam, input_weights, "verified", sparse)
     if result.certified:
         return result
     scale = float(lam.mean()) if lam.size and lam.mean() > 0 else 1.0
     for factor, shift in REPAIRS:
         repaired = lam * factor + shift * scale
         how = f"repaired: λ×{factor:g} + {shift:g}·mean(λ)"
-        attempt = _attempt(net, repaired, input_weights, how)
+        attempt = _attempt(net, repaired, input_weights, how, sparse)
         if attempt.certified:
             return attempt
     return _failed(f"not certified: {result.how.removeprefix('not certified: ')}; repairs failed")
@@ -101,115 +90,19 @@ def _failed(how: str, rho_estimate: float = float("nan")) -> Verification:
     return Verification(False, float("inf"), float("inf"), how, rho_estimate, None, 0.0, 0.0)
 
 
-def _attempt(net: Network, lam: np.ndarray, input_weights: np.ndarray | None, how: str) -> Verification:
+def _attempt(net: Network, lam: np.ndarray, input_weights: np.ndarray | None, how: str, sparse: bool) -> Verification:
     start = time.perf_counter()
     try:
-        rho_star = schur_rho(net, lam, input_weights)
+        rho_star = schur_rho(net, lam, input_weights, sparse=sparse)
     except NotCertified as exc:
         return _failed(f"not certified: {exc}")
     mid = time.perf_counter()
-    rho = prove_rho(net, lam, rho_star, input_weights)
+    rho = (prove_rho_sparse if sparse else prove_rho)(net, lam, rho_star, input_weights)
     end = time.perf_counter()
     if rho is None:
-        return _failed("not certified: Cholesky proof failed", rho_star)
+        return _failed(f"not certified: {'sparse ' if sparse else ''}Cholesky proof failed", rho_star)
     bound = round_up(float(np.sqrt(rho)))
     return Verification(True, rho, bound, how, rho_star, lam, mid - start, end - mid)
-
-
-def _input_weights(net: Network, input_weights: np.ndarray | None) -> np.ndarray:
-    return np.ones(net.n_x) if input_weights is None else np.asarray(input_weights, dtype=np.float64)
-
-
-def _schur_parts(
-    net: Network, lam: np.ndarray, input_weights: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(S, chol, Y): S = Π^{-1/2}(P − Q R⁻¹ Qᵀ)Π^{-1/2}, −R = chol cholᵀ, Y = chol⁻¹ Qᵀ."""
-    H = lmi_matrix(net, lam, 0.0).toarray()
-    n_x = net.n_x
-    P, Q, R = H[:n_x, :n_x], H[:n_x, n_x:], H[n_x:, n_x:]
-    if not np.all(np.isfinite(H)):
-        raise NotCertified("non-finite LMI entries")
-    try:
-        chol = la.cholesky(-R, lower=True, check_finite=False)
-    except la.LinAlgError as exc:
-        raise NotCertified("R (the activation block) is not negative definite") from exc
-    Y = la.solve_triangular(chol, Q.T, lower=True, check_finite=False)  # −Q R⁻¹ Qᵀ = YᵀY
-    root = 1.0 / np.sqrt(_input_weights(net, input_weights))
-    S = root[:, None] * (P + Y.T @ Y) * root[None, :]
-    S = 0.5 * (S + S.T)
-    if not np.all(np.isfinite(S)):
-        raise NotCertified("non-finite Schur complement (R nearly singular)")
-    return S, chol, Y
-
-
-def schur_rho(net: Network, lam: np.ndarray, input_weights: np.ndarray | None = None) -> float:
-    """ρ* = λ_max(Π^{-1/2}(P − Q R⁻¹ Qᵀ)Π^{-1/2}), or NotCertified if R is not ≺ 0.
-
-    Float64 estimate only: prove_rho certifies a value above it.
-    """
-    if net.n_x == 0:
-        return 0.0
-    S, _, _ = _schur_parts(net, lam, input_weights)
-    return max(largest_eigenvalue_estimate(S), 0.0)
-
-
-def schur_rho_and_gradient(net: Network, lam: np.ndarray) -> tuple[float, np.ndarray]:
-    """ρ*(λ) and a subgradient in λ (per neuron); inf and None-like zeros if R is not ≺ 0.
-
-    ρ*(λ) = max over unit u and all w of zᵀ L(λ, 0) z with z = (u, w), attained at the
-    top eigenvector u of S and w = −R⁻¹Qᵀu; L is linear in λ, so (Danskin) the
-    derivative in λ_j is zᵀ S_j z = (w_j − α_j v_j)(β_j v_j − w_j) with v = M z.
-    """
-    try:
-        S, chol, Y = _schur_parts(net, lam, None)
-    except NotCertified:
-        return float("inf"), np.zeros_like(lam)
-    n_x = net.n_x
-    value, vec = la.eigh(S, subset_by_index=[n_x - 1, n_x - 1])
-    u = vec[:, 0]
-    w = la.solve_triangular(chol.T, Y @ u, lower=False, check_finite=False)
-    M, _ = stacked_maps(net)
-    v = M @ np.concatenate([u, w])
-    return float(value[0]), (w - net.alpha * v) * (net.beta * v - w)
-
-
-def polish_multipliers(net: Network, lam: np.ndarray, groups: np.ndarray, steps: int = 10) -> np.ndarray:
-    """Improve the solver's multipliers by projected gradient descent on the convex ρ*(λ).
-
-    First-order solvers leave R nearly singular, where ρ*(λ) is steep: a few descent
-    steps from there recover most of the gap between the verified and the optimal ρ,
-    at the cost of a few Schur complements. λ has one entry per group (neuron or layer);
-    the result is an estimate like its input, and must still be verified.
-    """
-    lam = np.maximum(np.asarray(lam, dtype=np.float64), 0.0)
-    with _blas_threads(net.lmi_size):
-        return _descend(net, lam, groups, steps)
-
-
-def _descend(net: Network, lam: np.ndarray, groups: np.ndarray, steps: int) -> np.ndarray:
-    rho, grad = _group_gradient(net, lam, groups)
-    if not np.isfinite(rho) or net.n_x == 0:
-        return lam
-    step = 1e-2 * np.linalg.norm(lam) / max(float(np.linalg.norm(grad)), 1e-300)
-    for _ in range(steps):
-        while True:
-            trial = np.maximum(lam - step * grad, 0.0)
-            trial_rho, trial_grad = _group_gradient(net, trial, groups)
-            if trial_rho < rho:
-                break
-            step *= 0.25
-            if step * float(np.linalg.norm(grad)) < 1e-12 * float(np.linalg.norm(lam)):
-                return lam
-        improvement = (rho - trial_rho) / max(abs(rho), 1e-300)
-        lam, rho, grad, step = trial, trial_rho, trial_grad, 2.0 * step
-        if improvement < 1e-7:
-            break
-    return lam
-
-
-def _group_gradient(net: Network, lam: np.ndarray, groups: np.ndarray) -> tuple[float, np.ndarray]:
-    rho, grad = schur_rho_and_gradient(net, lam[groups])
-    return rho, np.bincount(groups, weights=grad, minlength=lam.size)
 
 
 def prove_rho(net: Network, lam: np.ndarray, rho_star: float, input_weights: np.ndarray | None = None) -> float | None:
@@ -228,7 +121,7 @@ def prove_rho(net: Network, lam: np.ndarray, rho_star: float, input_weights: np.
     eigenvalues it must prove. S = I (the unscaled proof) is tried when the scaled one fails.
     """
     k = net.n_w + net.n_y + 8
-    pi = np.concatenate([_input_weights(net, input_weights), np.zeros(net.n_w)])
+    pi = np.concatenate([input_weights_or_ones(net, input_weights), np.zeros(net.n_w)])
     margin = REL_MARGIN * max(abs(rho_star), 1e-300)
     # The proof needs roughly (δ + certify_psd's shift) more on the x-block than ρ*:
     # start there rather than discover it by failing.
@@ -285,3 +178,63 @@ def _rounding_terms(T: sp.spmatrix, k: int) -> tuple[float, float]:
     delta = 2.0 * gamma(k) * float(abs(T).sum(axis=1).max()) + np.finfo(np.float64).tiny
     trace = float(np.abs(T.diagonal()).sum()) + delta * T.shape[0]
     return delta, 2.0 * gamma(T.shape[0] + 1) * trace
+
+
+# --------------------------------------------------------------------------- above DENSE_LIMIT
+
+
+def prove_rho_sparse(
+    net: Network, lam: np.ndarray, rho_star: float, input_weights: np.ndarray | None = None
+) -> float | None:
+    """prove_rho on the lifted matrix with the sparse proof (see the module docstring and below).
+
+    It mirrors prove_rho step by step (the same first margin, power-of-two Jacobi scaling and
+    its exactness check, unscaled fallback, ×10 margin growth over PROOF_ATTEMPTS). Ĝ = G + E
+    with E zero outside the −L₀ block (Y and I are copies) and |E| ≤ γ_k T, T the magnitudes of
+    L₀'s summed terms; for S a diagonal of powers of two, S Ĝ S is exact (checked entry by entry),
+    ||S E S||₂ ≤ γ_k ||S T S||_∞ ≤ δ/2, and a proof that S Ĝ S − δ I ⪰ 0 proves S G S ⪰ 0, hence
+    −L(λ, ρ̂) ⪰ 0.
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    if not np.isfinite(rho_star) or not np.all(np.isfinite(lam)) or np.any(lam < 0):
+        return None
+    k = net.n_w + net.n_y + 8  # as verify.prove_rho (L₀'s entries have fewer terms: sound)
+    pi = input_weights_or_ones(net, input_weights)
+    margin = REL_MARGIN * max(abs(rho_star), 1e-300)
+    rho_hat = round_up(rho_star + margin)
+    T = inner_lmi(net, lam, rho_hat, input_weights, absolute=True)
+    scale = _lifted_scaling(T, net.n_y)
+    delta, chol_shift = _rounding_terms(_congruence(T, scale[: T.shape[0]]), k)
+    x_weight = float((pi * scale[: net.n_x] ** 2).min(initial=1.0))
+    margin = max(margin, 2.0 * (delta + chol_shift) / x_weight)
+    for _ in range(PROOF_ATTEMPTS):
+        rho_hat = round_up(rho_star + margin)
+        H = lifted_matrix(net, lam, rho_hat, input_weights)
+        T = inner_lmi(net, lam, rho_hat, input_weights, absolute=True)
+        for scale in (_lifted_scaling(T, net.n_y), None):  # None: the unscaled proof
+            if _proven_sparse(H, T, scale, k):
+                return rho_hat
+        margin *= 10.0
+    return None
+
+
+def _lifted_scaling(T: sp.spmatrix, n_y: int) -> np.ndarray:
+    """Powers of two nearest diag^(-1/2) of the lifted magnitudes (the y block's diagonal is 1)."""
+    return _power_of_two_scaling(np.concatenate([T.diagonal(), np.ones(n_y)]))
+
+
+def _proven_sparse(H: sp.csc_matrix, T: sp.spmatrix, scale: np.ndarray | None, k: int) -> bool:
+    """Whether S H S − δ I ⪰ 0 is proven, δ bounding ||S(Ĝ − G)S||₂ (S = diag(scale), or I)."""
+    n = T.shape[0]
+    H = H.tocoo()
+    data = H.data
+    if scale is not None:
+        rows, cols = scale[H.row], scale[H.col]
+        scaled = rows * data * cols
+        if not np.array_equal(scaled / rows / cols, data):
+            return False  # an entry under- or overflowed, so SHS is not exact
+        data, T = scaled, _congruence(T, scale[:n])
+    delta, _ = _rounding_terms(T, k)
+    A = sp.csc_matrix((data, (H.row, H.col)), shape=H.shape)
+    A = A - delta * sp.identity(H.shape[0], format="csc")
+    return certify_psd_sparse(A)
