@@ -46,11 +46,11 @@ def run_one(name: str) -> dict:
 
     from lipcert.load import load_model
     from lipcert.sdp import descent
-    from lipcert.sdp.sequential import chain_weights
-    from lipcert.sdp.verify import verify_multipliers
     from lipcert.sdp.lifted import lifted_matrix
     from lipcert.sdp.schur import SchurOperator
+    from lipcert.sdp.sequential import chain_weights
     from lipcert.sdp.sparse_psd import ldl_factor
+    from lipcert.sdp.verify import verify_multipliers
 
     row: dict = {"model": name, "load_before": loadavg()}
     t_load = time.perf_counter()
