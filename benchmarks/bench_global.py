@@ -48,7 +48,7 @@ def run_one(name: str) -> dict:
     from lipcert.sdp import descent
     from lipcert.sdp.lifted import lifted_matrix
     from lipcert.sdp.schur import SchurOperator
-    from lipcert.sdp.sequential import chain_weights
+    from lipcert.sdp.sequential import chain_point, chain_weights
     from lipcert.sdp.sparse_psd import ldl_factor
     from lipcert.sdp.verify import verify_multipliers
 
@@ -59,7 +59,7 @@ def run_one(name: str) -> dict:
     budget = BUDGETS.get(name, 300)
     t0 = time.perf_counter()
     blocks = chain_weights(net) if max(layer.size for layer in net.layers) <= CHAIN_WIDTH else None
-    lam = descent.chain_start(net, blocks) if blocks is not None else None
+    lam = chain_point(net) if blocks is not None else None
     row["start_kind"] = "chain recursion" if lam is not None else "layer profile"
     if lam is None:
         lam = descent.layer_profile_start(net)

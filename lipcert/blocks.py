@@ -41,13 +41,25 @@ def prepare_groups(
     max_block_size: int = DEFAULT_MAX_BLOCK_SIZE,
     clique_target: int | None = None,
     chordal: bool = True,
+    naive_groups: set[int] | None = None,
 ) -> list[PreparedGroup]:
     """The plan's groups, tiles and jobs. clique_target forces a one-block plan's chordal solve;
-    chordal=False solves every block as one PSD constraint."""
+    chordal=False solves every block as one PSD constraint; naive_groups (indices) are bounded
+    naively as one block (the automatic plan's groups that fit no tiling)."""
+    naive_groups = naive_groups or set()
     return [
-        _prepare(net, k, group, plan, settings, max_block_size, clique_target, chordal)
+        _naive_group(net, k, group, plan, settings)
+        if k in naive_groups
+        else _prepare(net, k, group, plan, settings, max_block_size, clique_target, chordal)
         for k, group in enumerate(plan.groups)
     ]
+
+
+def _naive_group(net: Network, index: int, group: GroupPlan, plan: Plan, settings: SolverSettings) -> PreparedGroup:
+    gnet = group_network(net, group, plan)
+    tile = extract_tile(gnet, np.arange(gnet.n_y))
+    job = BlockJob(job_key(block_key(gnet), Method.NAIVE, settings, None), gnet, Method.NAIVE, settings)
+    return PreparedGroup(index, group, gnet, (tile,), (job,), GroupRule.SINGLE)
 
 
 def _prepare(

@@ -187,7 +187,7 @@ def resolve_rule(combine: Combine, method: Method, tile_sizes: Sequence[int], ma
     if len(tile_sizes) == 1:
         return GroupRule.SINGLE
     combine = Combine(combine)
-    if combine is Combine.AUTO:
+    if combine in (Combine.AUTO, Combine.GLOBAL):  # global stitches the groups' multipliers: couple where affordable
         cost = sum(float(n) ** 3 for n in tile_sizes)
         combine = Combine.COUPLED if cost <= COUPLED_BUDGET * float(max_block_size) ** 3 else Combine.OVERLAP
     if combine is Combine.COUPLED and Method(method) is not Method.NEURON:

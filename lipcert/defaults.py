@@ -100,6 +100,21 @@ MAX_SLACKS = 1_000_000
 
 # --------------------------------------------------------------------------- whole-network points
 
+# The whole estimate's time budget (--time-limit), seconds. Work is ordered cheapest first (naive,
+# the whole-network descent, then block SDPs while time is left); when the budget runs out, what is
+# proven so far is the bound. A safety stop: with it the default finishes on every shared model.
+DEFAULT_TIME_LIMIT = 600.0
+# Per-neuron descent steps on ρ*(λ) for a whole-network certificate (a fixed count, so the bound is
+# reproducible; the budget only stops it early). Measured (mnistfc 256x2, from the chain point
+# 453.6): 128 steps reached 314.8 against LipSDP-Neuron's 312.64.
+DESCENT_ITERATIONS = 200
+# Descent steps per certificate when one run certifies many (e.g. --pairs all: 45), at the least.
+MIN_DESCENT_ITERATIONS = 20
+# Of the time budget, the share the first whole-network descent may use, and the share kept back
+# for the final descent from the solved blocks' multipliers and its proof.
+FIRST_DESCENT_SHARE = 0.45
+FINAL_RESERVE = 0.2
+
 # The layer-scale search of the chain point: passes over the layers (a fixed count, so the bound is
 # reproducible; 8 stopped 1.01x above LipSDP-Layer on the test chain, 12 within 1%).
 MAX_SWEEPS = 12

@@ -1,4 +1,4 @@
-"""From a loaded model to a certificate: plan, prepare blocks, solve (with reuse), combine."""
+"""From a loaded model to a certificate: plan, prepare blocks, certify the whole network, solve, combine."""
 
 from __future__ import annotations
 
@@ -10,8 +10,18 @@ from pathlib import Path
 import numpy as np
 
 from lipcert.blocks import PreparedGroup, distinct_jobs, prepare_groups
-from lipcert.combine import RULES, combine_depth
-from lipcert.defaults import DEFAULT_COMBINE, DEFAULT_MAX_BLOCK_SIZE, DESCENT_SECONDS, SolverSettings
+from lipcert.combine import combine_depth
+from lipcert.conclude import combine_groups, product_floor, stitched_certificate
+from lipcert.defaults import (
+    DEFAULT_COMBINE,
+    DEFAULT_MAX_BLOCK_SIZE,
+    DEFAULT_TIME_LIMIT,
+    DESCENT_ITERATIONS,
+    FINAL_RESERVE,
+    FIRST_DESCENT_SHARE,
+    MIN_DESCENT_ITERATIONS,
+    SolverSettings,
+)
 from lipcert.errors import BadInputError, ModelTooLargeError
 from lipcert.execute import run_jobs
 from lipcert.jobs import BlockOutcome
@@ -30,7 +40,7 @@ from lipcert.partition.plan import (
     whole_plan,
 )
 from lipcert.result import BlockResult, Certificate, GroupResult
-from lipcert.sdp.sequential import sequential_bound
+from lipcert.sdp.whole import WholeCertificate, default_starts, whole_network_certificate
 from lipcert.vocabulary import Combine, GroupRule, Method, choices
 
 
@@ -50,6 +60,7 @@ class EstimateOptions:
     selection: np.ndarray | None = None  # (k, n_y): certify x -> selection @ f(x) instead of f
     selection_label: str = "all outputs"
     chordal: bool = True  # False: every block one PSD constraint (benchmarks compare against it)
+    time_limit: float = DEFAULT_TIME_LIMIT  # seconds for the whole estimate (a safety stop: see estimate_many)
 
     def __post_init__(self) -> None:
         for name, kind in (("method", Method), ("combine", Combine)):
@@ -59,6 +70,8 @@ class EstimateOptions:
             if value not in kind._value2member_map_:
                 raise BadInputError(f"--{name} '{value}' is not one of {choices(kind)}")
             object.__setattr__(self, name, kind(value))
+        if not self.time_limit > 0:  # also refuses NaN
+            raise BadInputError(f"--time-limit must be a positive number of seconds, found {self.time_limit}")
 
 
 ProgressCallback = Callable[[BlockOutcome, int, int], None]  # outcome, done, total
@@ -68,14 +81,28 @@ def estimate(model: LoadedModel, options: EstimateOptions, progress: ProgressCal
     return estimate_many(model, [options], progress)[0]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Prepared:
-    """One certificate's plan and blocks, before solving."""
+    """One certificate's plan and blocks, before solving, and what was proven before the blocks."""
 
     options: EstimateOptions
     net: Network
     plan: Plan
     groups: list[PreparedGroup]
+    whole: WholeCertificate | None = None  # the first whole-network certificate (default starts)
+    naive: float = float("inf")  # the whole network's naive bound
+    floor: float = 0.0  # the product of these groups' bounds cannot go below this (an estimate)
+    solve_blocks: bool = True
+
+    @property
+    def one_block(self) -> bool:
+        return len(self.groups) == 1 and len(self.groups[0].jobs) == 1 and len(self.groups[0].tiles) == 1
+
+    @property
+    def wants_whole(self) -> bool:
+        """auto and global certify the whole network, where the plan would otherwise cut it."""
+        combine, method = self.plan.combine, self.plan.method
+        return combine in (Combine.AUTO, Combine.GLOBAL) and method is Method.NEURON and not self.one_block
 
 
 def estimate_many(
@@ -83,11 +110,15 @@ def estimate_many(
 ) -> list[Certificate]:
     """Certificates for several option sets (e.g. every class pair) from one solve pass.
 
-    Every distinct block of every certificate goes to the executor at once, so blocks
-    shared between them (all groups before the output map) are solved once, and blocks of
-    different certificates run in parallel. The executor and cache of options[0] are used.
+    Work goes cheapest first. Where a plan cuts the network (auto, global), the whole network is
+    first certified by descent on ρ*(λ) (lipcert.sdp.whole). Then every distinct block of every
+    certificate that can still gain from them goes to the executor at once, so blocks shared
+    between certificates are solved once and blocks of different certificates run in parallel;
+    then the solved blocks' multipliers, stitched, start a second descent. The executor, cache
+    and time budget (options[0].time_limit, for the whole run) are options[0]'s.
     """
     start = time.perf_counter()
+    deadline = start + options[0].time_limit
     done: dict[int, Certificate] = {}
     prepared: list[tuple[int, _Prepared]] = []
     for k, opts in enumerate(options):
@@ -97,17 +128,39 @@ def estimate_many(
             done[k] = _naive_certificate(model, net, plan, opts, start)
             continue
         plan, target = plan_to_run(net, plan, opts)
-        _check_block_sizes(net, plan, opts)
+        naive_groups = _oversized_groups(net, plan, opts)
+        if naive_groups:
+            labels = ", ".join(plan.groups[g].label for g in sorted(naive_groups))
+            note = f"{labels}: no tiling fits --max-block-size {opts.max_block_size}; bounded naively"
+            plan = replace(plan, warnings=(*plan.warnings, note))
         settings = resolve_settings(plan, opts)
-        groups = prepare_groups(net, plan, settings, opts.max_block_size, target, opts.chordal)
+        groups = prepare_groups(net, plan, settings, opts.max_block_size, target, opts.chordal, naive_groups)
         prepared.append((k, _Prepared(opts, net, plan, groups)))
+    whole = [p for _, p in prepared if p.wants_whole]
+    iterations = max(MIN_DESCENT_ITERATIONS, DESCENT_ITERATIONS // max(len(whole), 1))
+    for p in whole:
+        _certify_whole_first(p, iterations, FIRST_DESCENT_SHARE * (deadline - time.perf_counter()) / len(whole))
     if prepared:
-        every_group = [g for _, p in prepared for g in p.groups]
-        outcomes, cached = _solve(every_group, prepared[0][1].options, progress)
-        chain_seconds = DESCENT_SECONDS / len(prepared)  # e.g. 45 class pairs share one budget
+        needed = [g for _, p in prepared if p.solve_blocks for g in p.groups]
+        reserve = FINAL_RESERVE * options[0].time_limit if whole else 0.0
+        blocks_until = time.time() + max(deadline - reserve - time.perf_counter(), 0.0)
+        outcomes, cached = _solve(needed, prepared[0][1].options, progress, blocks_until)
         for k, p in prepared:
-            done[k] = _certificate(model, p, outcomes, cached, start, chain_seconds)
+            seconds = max(deadline - time.perf_counter(), 0.0) / max(len(whole), 1)
+            done[k] = _certificate(model, p, outcomes, cached, start, iterations, seconds)
     return [done[k] for k in range(len(options))]
+
+
+def _certify_whole_first(p: _Prepared, iterations: int, seconds: float) -> None:
+    """naive, then the whole-network descent from the default starts; then whether blocks can still help."""
+    p.naive = naive_bound(p.net)
+    p.whole = whole_network_certificate(p.net, default_starts(p.net), iterations, seconds)
+    if p.plan.combine is Combine.AUTO and p.whole is not None and p.whole.verification.certified:
+        # Each group's bound is at least the norm of its linear maps with slopes in [α, β], so the
+        # product cannot go below their product: when the whole network is already there, the
+        # blocks cannot help, and they are not solved.
+        p.floor = product_floor(p.groups)
+        p.solve_blocks = p.floor < min(p.whole.bound, p.naive)
 
 
 def _naive_certificate(
@@ -128,6 +181,7 @@ def _naive_certificate(
         notes=("naive: product of certified norms over the whole network",),
         groups=(GroupResult(0, "whole network", (1,), GroupRule.SINGLE, block.bound),),
         selection=opts.selection_label,
+        combined_by="naive",
     )
 
 
@@ -137,17 +191,35 @@ def _certificate(
     outcomes: dict[str, BlockOutcome],
     cached: int,
     start: float,
-    chain_seconds: float = DESCENT_SECONDS,
+    iterations: int,
+    seconds: float,
 ) -> Certificate:
-    _, reused = distinct_jobs(p.groups)
-    blocks, bounds, notes = _combine_groups(p.groups, outcomes)
-    group_results = tuple(GroupResult(g.index, g.label, g.plan.tiling, g.rule, b) for g, b in zip(p.groups, bounds))
-    bound, chain_notes = whole_chain_bound(p.net, p.plan, len(p.groups), combine_depth(bounds), chain_seconds)
-    notes += chain_notes
+    if p.solve_blocks:
+        _, reused = distinct_jobs(p.groups)
+        blocks, bounds, notes = combine_groups(p.groups, outcomes)
+        notes.append(f"identical-block reuse saved {reused} solves")
+    else:
+        blocks, bounds, notes = _unsolved_groups(p)
+    product = "product of the depth groups" if p.solve_blocks else "product of the groups' naive bounds"
+    candidates = {product: combine_depth(bounds)}
+    if p.wants_whole:
+        candidates["naive bound of the whole network"] = p.naive
+        certs = [p.whole]
+        if p.solve_blocks:
+            certs.append(stitched_certificate(p.net, p.plan, p.groups, outcomes, bounds, iterations, seconds))
+        for cert in (c for c in certs if c is not None):
+            notes.append(cert.describe())
+            if cert.verification.certified:
+                key = f"whole-network certificate from the {cert.start}"
+                candidates[key] = min(cert.bound, candidates.get(key, np.inf))
+    winner = _winner(p.plan.combine, candidates, p.wants_whole)
+    if len(candidates) > 1:
+        others = [f"{name} {value:.6g}" for name, value in candidates.items() if name != winner]
+        notes.append(f"the bound is the {winner}; also proven: {', '.join(others)}")
     return Certificate(
         model=str(model.path),
         sha256=model.sha256,
-        bound=bound,
+        bound=candidates[winner],
         method=p.plan.method,
         combine=p.plan.combine if p.plan.method is not Method.NAIVE else None,
         plan=describe(p.plan),
@@ -155,36 +227,37 @@ def _certificate(
         seconds=time.perf_counter() - start,
         input_shape=p.net.input_shape,
         output_shape=p.net.output_shape,
-        notes=(*p.plan.warnings, *notes, f"identical-block reuse saved {reused} solves"),
-        groups=group_results,
-        cached_blocks=cached,
+        notes=(*p.plan.warnings, *notes),
+        groups=tuple(GroupResult(g.index, g.label, g.plan.tiling, g.rule, b) for g, b in zip(p.groups, bounds)),
+        cached_blocks=cached if p.solve_blocks else 0,
         selection=p.options.selection_label,
+        combined_by="product" if winner.startswith("product") else "naive" if winner.startswith("naive") else "whole",
     )
 
 
-def whole_chain_bound(
-    net: Network, plan: Plan, n_groups: int, product: float, seconds: float = DESCENT_SECONDS
-) -> tuple[float, list[str]]:
-    """The default over several depth groups of a chain also tries one whole-network point.
+def _winner(combine: Combine, candidates: dict[str, float], whole: bool) -> str:
+    """auto: the smallest proven bound; global: the whole network's (or naive, if smaller); else the product."""
+    names = list(candidates)
+    if whole and combine is Combine.GLOBAL and any(n.startswith("whole") for n in names):
+        names = [n for n in names if not n.startswith("product")]
+    if not whole:
+        names = [n for n in names if n.startswith("product")]
+    return min(names, key=lambda n: candidates[n])
 
-    Multiplying group bounds loses the coupling between groups; on a chain,
-    lipcert.sdp.sequential gives a verified whole-network bound in seconds (eran 9x200:
-    331969 against the product's 729699). Both are proven, so the smaller is certified.
-    Explicit combination modes stay as they are, so that they can be compared.
-    """
-    if n_groups < 2 or plan.combine is not Combine.AUTO or plan.method is Method.NAIVE:
-        return product, []
-    start = time.perf_counter()
-    found = sequential_bound(net, seconds)
-    if found is None or not found.certified:
-        return product, []
-    what = (
-        f"whole network: layer multipliers from the chain recursion, rescaled per layer and verified on the "
-        f"full LMI, give {found.bound:.6g} ({time.perf_counter() - start:.1f} s)"
+
+def _unsolved_groups(p: _Prepared) -> tuple[list[BlockResult], list[float], list[str]]:
+    """Groups whose blocks were not solved (they could not beat the whole-network certificate),
+    each shown with its naive bound, one row per group."""
+    blocks, bounds = [], []
+    why = (
+        f"not solved: the whole-network certificate {p.whole.bound:.6g} is at or below the lowest product "
+        f"these groups can give ({p.floor:.6g})"
     )
-    if found.bound < product:
-        return found.bound, [f"{what}, below the product of the depth groups {product:.6g}: the bound is this"]
-    return product, [f"{what}, not below the product of the depth groups {product:.6g}"]
+    for group in p.groups:
+        bound = naive_bound(group.net)
+        blocks.append(BlockResult(group.index, 0, group.net.lmi_size, bound, 0.0, f"naive; {why}"))
+        bounds.append(bound)
+    return blocks, bounds, [f"blocks {why}"]
 
 
 def choose_plan(net: Network, options: EstimateOptions) -> Plan:
@@ -245,29 +318,43 @@ def effective_lmi_size(net: Network) -> int:
     return block_size(net)
 
 
-def _check_block_sizes(net: Network, plan: Plan, options: EstimateOptions) -> None:
-    """Refuse before solving when a block is above the limit, with the size and a way out."""
+def _oversized_groups(net: Network, plan: Plan, options: EstimateOptions) -> set[int]:
+    """Groups with a block above the limit: refused for an explicit --split or --plan (the size and
+    a way out), bounded naively in the automatic plan (which never refuses a model it can load)."""
     if plan.method is Method.NAIVE:
-        return
+        return set()
     budget = options.max_block_size
     solved = solved_block_sizes(net, plan, budget if options.chordal else None)
-    for group, sizes, side in zip(plan.groups, plan_block_sizes(net, plan), solved):
-        if side > budget:
-            largest = int(max(sizes))
-            whole = len(plan.groups) == 1 and group.n_tiles == 1
-            what = "the full LipSDP matrix" if whole else f"a block of group {group.label}"
-            raise ModelTooLargeError(
-                f"{what} would be {largest}x{largest}, above the block limit of {budget} "
-                "(--max-block-size), and no chordal decomposition of it fits that limit; use a finer "
-                "--split (e.g. --split 2x2) or leave out --split for the automatic plan"
-            )
+    over = {k for k, side in enumerate(solved) if side > budget}
+    if not over or (options.split is None and options.plan_path is None):
+        return over
+    k = min(over)
+    group, largest = plan.groups[k], int(max(plan_block_sizes(net, plan)[k]))
+    whole = len(plan.groups) == 1 and group.n_tiles == 1
+    what = "the full LipSDP matrix" if whole else f"a block of group {group.label}"
+    if options.plan_path is not None:
+        way = f"give that group a finer grid or fewer layers in {options.plan_path}, or leave out --plan"
+    elif options.split == (1, 1):
+        way = "use --split 2x2 or finer, or leave out --split for the automatic plan"
+    else:
+        rows, cols = options.split
+        way = f"use a finer --split than {rows}x{cols}, or leave out --split for the automatic plan"
+    raise ModelTooLargeError(
+        f"{what} would be {largest}x{largest}, above the block limit of {budget} (--max-block-size), and no "
+        f"chordal decomposition of it fits that limit; raise --max-block-size, {way}"
+    )
 
 
 def _solve(
-    groups: list[PreparedGroup], options: EstimateOptions, progress: ProgressCallback | None
+    groups: list[PreparedGroup], options: EstimateOptions, progress: ProgressCallback | None, until: float
 ) -> tuple[dict[str, BlockOutcome], int]:
-    """Outcomes by job key, and how many distinct blocks came from the on-disk cache."""
+    """Outcomes by job key, and how many distinct blocks came from the on-disk cache.
+
+    `until` (time.time()) bounds every solve; a block it stops short or skips is sound, but not
+    cached, so a rerun with more time solves it again.
+    """
     jobs, _ = distinct_jobs(groups)
+    jobs = [replace(job, deadline=until) for job in jobs]
     cache = None
     if options.cache_dir is not None:
         from lipcert.cache import BlockCache
@@ -287,52 +374,10 @@ def _solve(
     def on_done(outcome: BlockOutcome) -> None:
         nonlocal done
         done += 1
-        if cache is not None:
+        if cache is not None and not outcome.cut_short:
             cache.put(outcome)
         if progress is not None:
             progress(outcome, done, total)
 
     outcomes.update(run_jobs(todo, options.workers, options.scheduler, on_done))
     return outcomes, cached
-
-
-def _combine_groups(
-    prepared: list[PreparedGroup], outcomes: dict[str, BlockOutcome]
-) -> tuple[list[BlockResult], list[float], list[str]]:
-    results: list[BlockResult] = []
-    bounds: list[float] = []
-    notes: list[str] = []
-    seen: set[str] = set()
-    for group in prepared:
-        group_outcomes = [outcomes[job.key] for job in group.jobs]
-        for tile, (job, outcome) in enumerate(zip(group.jobs, group_outcomes)):
-            reused = job.key in seen
-            seen.add(job.key)
-            results.append(_block_result(group.index, tile, outcome, reused))
-        bound = _combine_group(group, group_outcomes)
-        naive = naive_bound(group.net)
-        if naive < bound:  # both are sound; report the tighter, and say so
-            notes.append(f"group {group.label}: the naive bound {naive:.6g} beat {group.rule} {bound:.6g}")
-            bound = naive
-        bounds.append(bound)
-    return results, bounds, notes
-
-
-def _combine_group(group: PreparedGroup, outcomes: list[BlockOutcome]) -> float:
-    values = [o.bound for o in outcomes]
-    return RULES[group.rule].bound(values, [t.input_index for t in group.tiles], group.net.n_x)
-
-
-def _block_result(group: int, tile: int, outcome: BlockOutcome, reused: bool) -> BlockResult:
-    return BlockResult(
-        group=group,
-        tile=tile,
-        size=outcome.size,
-        bound=outcome.bound,
-        seconds=0.0 if reused else outcome.seconds,
-        source=outcome.source,
-        reused=reused,
-        key=outcome.key,
-        raw_objective=outcome.raw_objective,
-        fallback=outcome.fallback,
-    )

@@ -11,9 +11,11 @@ import multiprocessing
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
 
 import numpy as np
 
+from lipcert.defaults import SolverSettings
 from lipcert.jobs import BlockJob, BlockOutcome
 from lipcert.vocabulary import Method
 
@@ -29,17 +31,44 @@ def certify_job(job: BlockJob) -> BlockOutcome:
         if job.method is Method.NAIVE:
             bound = naive_block_bound(job.net, job.input_weights)
             return BlockOutcome(job.key, bound, "naive", job.net.lmi_size, time.perf_counter() - start)
+        settings, remaining = _within_budget(job)
+        if remaining is not None and remaining <= 0:
+            bound = naive_block_bound(job.net, job.input_weights)
+            why = "fallback-naive: not solved, the estimate's time budget (--time-limit) was spent"
+            return BlockOutcome(job.key, bound, why, job.net.lmi_size, 0.0, None, True, None, cut_short=True)
         cert = certify_block(
             job.net,
             job.method,
-            job.settings,
+            settings,
             input_weights=job.input_weights,
             clique_target=job.clique_target,
             tiles=job.tiles,
         )
     raw = cert.raw_sqrt_objective if np.isfinite(cert.raw_sqrt_objective) else None
     seconds = time.perf_counter() - start
-    return BlockOutcome(job.key, cert.bound, _source(job, cert), cert.lmi_size_solved, seconds, raw, cert.is_fallback)
+    lam = _neuron_multipliers(job, cert)
+    source, size = _source(job, cert), cert.lmi_size_solved
+    own = job.settings.time_limit_secs
+    binding = remaining is not None and (own <= 0 or remaining < own)  # the estimate's budget, not the block's own
+    cut = binding and cert.solver_status == "time_limit"
+    return BlockOutcome(job.key, cert.bound, source, size, seconds, raw, cert.is_fallback, lam, cut_short=cut)
+
+
+def _within_budget(job: BlockJob) -> tuple[SolverSettings, float | None]:
+    """The job's solver settings with SCS's time limit cut to what the estimate has left (if anything)."""
+    if job.deadline is None:
+        return job.settings, None
+    remaining = job.deadline - time.time()
+    own = job.settings.time_limit_secs
+    limit = remaining if own <= 0 else min(own, remaining)
+    return replace(job.settings, time_limit_secs=max(limit, 1e-3)), remaining
+
+
+def _neuron_multipliers(job: BlockJob, cert) -> tuple[float, ...] | None:  # noqa: ANN001 - a BlockCertificate
+    """The block's certified per-neuron λ, for whole-network certificates (lipcert.stitch)."""
+    if job.method is not Method.NEURON or cert.multipliers is None:  # None also for naive fallbacks
+        return None
+    return tuple(float(v) for v in np.asarray(cert.multipliers).ravel())
 
 
 def _source(job: BlockJob, cert) -> str:  # noqa: ANN001 - a BlockCertificate

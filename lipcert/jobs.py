@@ -26,6 +26,7 @@ class BlockJob:
     input_weights: np.ndarray | None = None
     tiles: tuple | None = None  # the tiles of a coupled group: one SDP over all of them
     clique_target: int | None = None  # solve over chordal cliques merged up to this side (sdp.chordal)
+    deadline: float | None = None  # wall-clock time (time.time()) by which the estimate must be done
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", Method(self.method))
@@ -40,6 +41,8 @@ class BlockOutcome:
     seconds: float
     raw_objective: float | None = None  # diagnosis only: never a bound
     fallback: bool = False  # the block's LipSDP could not be certified; the bound is its naive one
+    multipliers: tuple[float, ...] | None = None  # the certified per-neuron λ of the block (LipSDP-Neuron)
+    cut_short: bool = False  # the estimate's time budget stopped or skipped it: sound, but not cached
 
     def to_json(self) -> dict:
         return asdict(self)

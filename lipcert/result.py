@@ -50,6 +50,7 @@ class Certificate:
     groups: tuple[GroupResult, ...] = field(default=())
     selection: str = "all outputs"  # or "logit K", "pair I,J": which function of the outputs is bounded
     cached_blocks: int = 0  # distinct blocks whose verified result came from the on-disk cache
+    combined_by: str = "product"  # which proven bound is certified: "product", "whole" network, or "naive"
 
     @property
     def ratio(self) -> float | None:

@@ -28,7 +28,8 @@ class Combine(StrEnum):
     OVERLAP = "overlap"
     POU = "pou"
     COUPLED = "coupled"
-    AUTO = "auto"  # per group: coupled where its one SDP is affordable, else overlap
+    AUTO = "auto"  # the smallest proven bound: the depth product, the whole-network certificate, naive
+    GLOBAL = "global"  # the solved blocks' multipliers, stitched, descended and proven on the full LMI
 
 
 class GroupRule(StrEnum):

@@ -225,3 +225,70 @@ def attack_radius(
         found |= flipped
         lo, hi = np.where(flipped, lo, mid), np.where(flipped, mid, hi)
     return AttackRadii(np.where(found, hi, np.inf), lo)
+
+
+# --------------------------------------------------------------------------- CIFAR-shaped nets (issue 13)
+
+
+def cifar_resnet(blocks: int = 4, width: int = 4, seed: int = 0) -> torch.nn.Module:
+    """A CIFAR-shaped (3x32x32) ResNet: a stem, `blocks` residual blocks (conv-BN-ReLU-conv-BN plus a
+    1x1-conv projection shortcut with BN where the shape changes, every other block strided), a head.
+    Seeded weights and BatchNorm statistics, in eval mode."""
+    from torch import nn
+
+    torch.manual_seed(seed)
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+                nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout),
+            )  # fmt: skip
+            self.skip = (
+                nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                if stride != 1 or cin != cout
+                else nn.Identity()
+            )
+            self.out = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(self.body(x) + self.skip(x))
+
+    layers: list[nn.Module] = [nn.Conv2d(3, width, 3, 2, 1), nn.ReLU()]
+    channels = width
+    for k in range(blocks):
+        grow = k % 2 == 1
+        layers.append(Block(channels, channels * 2 if grow else channels, 2 if grow else 1))
+        channels = channels * 2 if grow else channels
+    layers += [nn.Flatten(), nn.LazyLinear(10)]
+    model = nn.Sequential(*layers)
+    model(torch.zeros(1, 3, 32, 32))  # materialise the lazy head
+    _randomise_batchnorm(model)
+    return model.eval()
+
+
+def cifar_plain(convs: int = 8, width: int = 4, seed: int = 0) -> torch.nn.Module:
+    """A CIFAR-shaped plain CNN: `convs` 3x3 convolutions with ReLU (every third one strided), a head."""
+    from torch import nn
+
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    cin = 3
+    for k in range(convs):
+        layers += [nn.Conv2d(cin, width, 3, 2 if k % 3 == 0 else 1, 1), nn.ReLU()]
+        cin = width
+    layers += [nn.Flatten(), nn.LazyLinear(10)]
+    model = nn.Sequential(*layers)
+    model(torch.zeros(1, 3, 32, 32))
+    return model.eval()
+
+
+def _randomise_batchnorm(model: torch.nn.Module) -> None:
+    gen = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=gen))
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=gen))
+                m.weight.copy_(0.5 + torch.rand(m.num_features, generator=gen))

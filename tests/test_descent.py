@@ -11,7 +11,7 @@ import pytest
 from lipcert.sdp import descent
 from lipcert.sdp.certify import certify_block
 from lipcert.sdp.schur import schur_rho, sparse_schur_rho
-from lipcert.sdp.sequential import chain_weights, descend_layer_scales
+from lipcert.sdp.sequential import chain_point, chain_weights, descend_layer_scales
 from lipcert.sdp.verify import verify_multipliers
 from lipcert.vocabulary import Method
 from tests.conftest import MODELS_DIR, load_cached, published_lower_bounds, requires_shared_models
@@ -71,7 +71,7 @@ def test_chain_start_uses_the_recursion() -> None:
     net = random_chain(5, [5, 8, 8, 3], ["relu", "relu"])
     blocks = chain_weights(net)
     assert blocks is not None and len(blocks) == 3
-    lam = descent.chain_start(net, blocks)
+    lam = chain_point(net)
     assert lam is not None and np.isfinite(schur_rho(net, lam))
     layered = descend_layer_scales(net, lam, schur_rho(net, lam), seconds=60)
     assert schur_rho(net, layered) <= schur_rho(net, lam)
@@ -86,7 +86,7 @@ def test_mnistfc_reaches_target_within_a_minute() -> None:
     name = "mnistfc__mnist-net_256x2.onnx"
     net = load_cached(str(MODELS_DIR / name)).network
     start = time.perf_counter()
-    lam = descent.chain_start(net, chain_weights(net))
+    lam = chain_point(net)
     result = descent.minimise_rho(net, lam, iterations=1000, seconds=50)
     check = verify_multipliers(net, result.lam)
     assert check.certified and check.bound >= published_lower_bounds()[name]

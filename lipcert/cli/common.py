@@ -42,7 +42,10 @@ CombineOpt = Annotated[
 ]
 EpsOpt = Annotated[float | None, typer.Option(help="SCS tolerance; verification keeps loose values sound.")]
 ItersOpt = Annotated[int | None, typer.Option(help="SCS iteration limit per block.")]
-TimeOpt = Annotated[float | None, typer.Option(help="SCS time limit per block, seconds (0: none).")]
+TimeOpt = Annotated[
+    float | None,
+    typer.Option(help="Time budget of the whole estimate, seconds [default: 600]; blocks not reached get naive."),
+]
 WarmOpt = Annotated[bool | None, typer.Option(help="Warm-start SCS where a similar block was solved.")]
 BlockOpt = Annotated[int, typer.Option(help="Largest LMI side of one block (the automatic plan's budget).")]
 ChordalOpt = Annotated[
@@ -135,6 +138,9 @@ def estimate_options(
         raise typer.BadParameter("give --split or --plan, not both", param_hint="--split")
     if jobs is not None and jobs < 1:
         raise typer.BadParameter(f"{jobs}: at least 1 worker", param_hint="--jobs")
+    budget = solver.pop("time_limit", None)  # --time-limit bounds the whole estimate, not one SCS call
+    if budget is not None and not (budget > 0 and budget < float("inf")):
+        raise typer.BadParameter(f"{budget}: a positive number of seconds", param_hint="--time-limit")
     return EstimateOptions(
         method=method,
         split=parse_split(split),
@@ -145,6 +151,7 @@ def estimate_options(
         workers=jobs if jobs is not None else (os.cpu_count() or 1),
         scheduler=scheduler,
         chordal=chordal,
+        **({} if budget is None else {"time_limit": budget}),
     )
 
 

@@ -43,7 +43,7 @@ CERTIFICATE = {
     "required": [
         "schema_version", "model", "sha256", "bound", "method", "combine", "plan", "blocks", "groups",
         "seconds", "input_shape", "output_shape", "notes", "lower", "ratio", "reused_blocks", "versions",
-        "cached_blocks", "selection",
+        "cached_blocks", "selection", "combined_by",
     ],
     "properties": {
         "schema_version": {"const": 1},
@@ -51,7 +51,7 @@ CERTIFICATE = {
         "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "bound": {"type": "number", "minimum": 0},
         "method": {"enum": ["naive", "lipsdp-neuron", "lipsdp-layer"]},
-        "combine": {"enum": [None, "paper", "overlap", "pou", "coupled", "auto"]},
+        "combine": {"enum": [None, "paper", "overlap", "pou", "coupled", "auto", "global"]},
         "plan": {"type": "string"},
         "blocks": {"type": "array", "items": BLOCK, "minItems": 1},
         "groups": {"type": "array", "items": GROUP, "minItems": 1},
@@ -64,6 +64,7 @@ CERTIFICATE = {
         "reused_blocks": {"type": "integer", "minimum": 0},
         "cached_blocks": {"type": "integer", "minimum": 0},
         "selection": {"type": "string"},
+        "combined_by": {"enum": ["product", "whole", "naive"]},
         "versions": {"type": "object", "additionalProperties": {"type": "string"}},
     },
     "additionalProperties": False,

@@ -139,14 +139,20 @@ def certify_block(
         input_diagonal(net, input_weights)  # a wrong weight vector is the caller's error: ValueError
     if net.n_w == 0 or net.n_x == 0:
         return _fallback(net, method, input_weights, "no neurons or no inputs: nothing for LipSDP")
+    given, live = net, None
     if tiles is not None:
-        net, tiles = live_part(net, tiles)
+        net, tiles, live = live_part(net, tiles)
     try:
         problem = build_problem(net, method, input_weights, clique_target=clique_target, tiles=tiles)
     except Exception as exc:  # a malformed block must not abort the whole run
         return _fallback(net, method, input_weights, f"model build failed: {type(exc).__name__}: {exc}")
     run = _continuation(problem, settings, warm)
-    return _finish(problem, input_weights, run)
+    cert = _finish(problem, input_weights, run)
+    if live is not None and cert.multipliers is not None and live.size < given.n_w:
+        full = np.zeros(given.n_w)  # the dropped neurons change nothing of y; they get no multiplier
+        full[live] = cert.multipliers
+        cert = replace(cert, multipliers=full)
+    return cert
 
 
 def _continuation(problem: LipSdpProblem, settings: SolverSettings, warm: WarmPoint | np.ndarray | None) -> _Run:
@@ -233,7 +239,8 @@ def _finish(problem: LipSdpProblem, weights: Weights, run: _Run) -> BlockCertifi
     naive = _naive_or_inf(net, weights)
     if naive < best.bound:
         why = f"naive is below the verified LipSDP {best.bound:.9g} (solver {outcome.status})"
-        return _fallback(net, method, weights, why, common, naive)
+        # The verified multipliers are kept: they still serve a whole-network certificate (lipcert.stitch).
+        return replace(_fallback(net, method, weights, why, common, naive), multipliers=best.multipliers)
     return BlockCertificate(
         bound=best.bound,
         source=str(method),

@@ -64,8 +64,9 @@ class TileSpec:
     neuron_index: np.ndarray
 
 
-def live_part(net: Network, tiles: Sequence[TileIndex]) -> tuple[Network, list[TileIndex]]:
-    """The network without the neurons no tile's output depends on, and the tiles re-indexed into it.
+def live_part(net: Network, tiles: Sequence[TileIndex]) -> tuple[Network, list[TileIndex], np.ndarray]:
+    """The network without the neurons no tile's output depends on, the tiles re-indexed into it,
+    and the kept neurons' indices.
 
     Such neurons (e.g. a border row a strided convolution never reads) change nothing of y, so
     both networks have the same Lipschitz constant; but no tile gives them a multiplier, and a
@@ -73,10 +74,10 @@ def live_part(net: Network, tiles: Sequence[TileIndex]) -> tuple[Network, list[T
     """
     live = np.unique(np.concatenate([np.asarray(t.neuron_index, dtype=np.int64) for t in tiles]))
     if live.size == net.n_w:
-        return net, list(tiles)
+        return net, list(tiles), live
     sub = subnetwork(net, np.arange(net.n_x), live, np.arange(net.n_y))
     specs = [TileSpec(t.output_index, t.input_index, np.searchsorted(live, t.neuron_index)) for t in tiles]
-    return sub, specs
+    return sub, specs, live
 
 
 def coordinates(net: Network, tile: TileIndex) -> np.ndarray:

@@ -47,7 +47,6 @@ from lipcert.linalg import blas_threads
 from lipcert.network.form import Network
 from lipcert.sdp.lifted import without_outputs
 from lipcert.sdp.schur import NotCertified, SchurEigen, SchurOperator, rho_and_gradient, schur_eigen, schur_rho
-from lipcert.sdp.sequential import SCALES, recursion_multipliers
 from lipcert.sdp.verify import Verification, verify_multipliers
 
 
@@ -324,20 +323,6 @@ def _best_scale(net: Network, lam: np.ndarray, input_weights: np.ndarray | None,
     return lam * 2.0 ** best[1]
 
 
-def chain_start(net: Network, weights: list[np.ndarray]) -> np.ndarray | None:
-    """The chain recursion's per-layer direction (sequential.recursion_multipliers), best scale on it.
-
-    `weights` are the chain's dense blocks [W_0, …, W_L] (sequential.chain_weights).
-    """
-    found = recursion_multipliers(net, weights)
-    if found is None:
-        return None
-    direction, c = found
-    scored = [(_rho(net, c * (1.0 + tau) * direction), tau) for tau in SCALES]  # as sequential_bound
-    value, tau = min(scored)
-    return c * (1.0 + tau) * direction if np.isfinite(value) else None
-
-
 # --- verification along the way -------------------------------------------------------------
 
 
@@ -369,7 +354,6 @@ def minimise_and_verify(
 
 __all__ = [
     "DescentResult",
-    "chain_start",
     "layer_profile_start",
     "minimise_and_verify",
     "minimise_rho",
