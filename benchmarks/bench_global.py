@@ -32,7 +32,6 @@ BUDGETS = {  # seconds for the whole model (start, descent, verification), the i
     "cifar10_resnet__resnet_2b": 300,
     "verivital__Convnet_avgpool": 300,
 }
-CHAIN_WIDTH = 5000  # the recursion forms dense layer-sized matrices: above this, the profile start
 VERIFY_RESERVE = 0.15  # fraction of the budget kept for the final verification
 
 
@@ -44,6 +43,7 @@ def run_one(name: str) -> dict:
     warnings.simplefilter("ignore")
     import numpy as np
 
+    from lipcert.defaults import CHAIN_WIDTH
     from lipcert.load import load_model
     from lipcert.sdp import descent
     from lipcert.sdp.lifted import lifted_matrix

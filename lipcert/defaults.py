@@ -71,8 +71,9 @@ DENSE_LIMIT = 4000
 # Measured with the sparse proof: verivital's 24 112 in 0.25 s of factorisation, 3.4 GiB peak (most
 # of it the model); oval21 cifar_deep's 6756 in 1.4 s.
 VERIFY_LIMIT = 30_000
-# The chain recursion (ECLipsE-style start) forms dense layer-sized matrices: not above this width.
-CHAIN_WIDTH = 5000
+# The chain recursion (ECLipsE-style start) forms dense layer-sized matrices: not above this width,
+# so that no dense matrix above DENSE_LIMIT is formed anywhere on the whole-network path.
+CHAIN_WIDTH = DENSE_LIMIT
 # `--combine auto` couples a group's tiles (and a chordal solve is accepted) when its one SDP costs at
 # most this many SCS iterations of blocks at the size budget (an iteration is cubic in each PSD
 # block's side). Above it, tiles are solved as independent blocks and combined by overlap: on the

@@ -230,8 +230,8 @@ def attack_radius(
 # --------------------------------------------------------------------------- CIFAR-shaped nets (issue 13)
 
 
-def cifar_resnet(blocks: int = 4, width: int = 4, seed: int = 0) -> torch.nn.Module:
-    """A CIFAR-shaped (3x32x32) ResNet: a stem, `blocks` residual blocks (conv-BN-ReLU-conv-BN plus a
+def cifar_resnet(blocks: int = 4, width: int = 4, seed: int = 0, side: int = 32) -> torch.nn.Module:
+    """A CIFAR-shaped (3 x side x side, 32 for CIFAR) ResNet: a stem, `blocks` residual blocks (conv-BN-ReLU-conv-BN plus a
     1x1-conv projection shortcut with BN where the shape changes, every other block strided), a head.
     Seeded weights and BatchNorm statistics, in eval mode."""
     from torch import nn
@@ -263,13 +263,13 @@ def cifar_resnet(blocks: int = 4, width: int = 4, seed: int = 0) -> torch.nn.Mod
         channels = channels * 2 if grow else channels
     layers += [nn.Flatten(), nn.LazyLinear(10)]
     model = nn.Sequential(*layers)
-    model(torch.zeros(1, 3, 32, 32))  # materialise the lazy head
+    model(torch.zeros(1, 3, side, side))  # materialise the lazy head
     _randomise_batchnorm(model)
     return model.eval()
 
 
-def cifar_plain(convs: int = 8, width: int = 4, seed: int = 0) -> torch.nn.Module:
-    """A CIFAR-shaped plain CNN: `convs` 3x3 convolutions with ReLU (every third one strided), a head."""
+def cifar_plain(convs: int = 8, width: int = 4, seed: int = 0, side: int = 32) -> torch.nn.Module:
+    """A CIFAR-shaped (3 x side x side) plain CNN: `convs` 3x3 convolutions with ReLU (every third one strided), a head."""
     from torch import nn
 
     torch.manual_seed(seed)
@@ -280,7 +280,7 @@ def cifar_plain(convs: int = 8, width: int = 4, seed: int = 0) -> torch.nn.Modul
         cin = width
     layers += [nn.Flatten(), nn.LazyLinear(10)]
     model = nn.Sequential(*layers)
-    model(torch.zeros(1, 3, 32, 32))
+    model(torch.zeros(1, 3, side, side))
     return model.eval()
 
 

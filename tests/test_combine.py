@@ -192,4 +192,5 @@ def test_every_combination_rule_names_its_theorem() -> None:
 
     assert set(RULES) == set(GroupRule)
     assert all(rule.theorem and rule.name == name for name, rule in RULES.items())
-    assert {str(c) for c in Combine} - {"auto"} <= {str(r) for r in GroupRule}
+    # auto and global choose or combine across the whole network; every other mode is one group rule
+    assert {str(c) for c in Combine} - {"auto", "global"} <= {str(r) for r in GroupRule}

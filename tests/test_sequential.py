@@ -97,7 +97,9 @@ def test_the_proven_bound_is_sound_in_exact_arithmetic(
     assert exact_min_eigenvalue(net, found.multipliers, found.rho) >= 0  # the proof's claim, checked exactly
     assert found.bound >= jacobian_lower_bound(net, samples=100) * (1 - 1e-9)
     if activation == "relu":  # the same direction, with ρ minimised rather than fixed: never looser
-        assert found.bound <= eclipse_fast(weights) * (1 + 1e-6)
+        # compared before the proof's margin, which at weights of 2^-8 is absolute rounding error
+        # (about 1e-14 on ρ ~ 1e-9) and so may exceed any relative tolerance
+        assert np.sqrt(found.rho_estimate) <= eclipse_fast(weights) * (1 + 1e-6)
 
 
 def test_layer_rescaling_reaches_the_lipsdp_layer_value() -> None:
@@ -133,15 +135,16 @@ def deep_chain():  # noqa: ANN201
     return scaled_chain(7, [8, 12, 12, 12, 12, 12, 12, 4], [1, 0, 1, 0, 1, 0, 0])[0]
 
 
-def test_the_default_takes_the_whole_chain_point_when_it_beats_the_product(deep_chain) -> None:  # noqa: ANN001
+def test_the_default_certifies_the_whole_chain_below_the_product_and_the_chain_point(deep_chain) -> None:  # noqa: ANN001
     options = EstimateOptions(max_block_size=30, workers=1)  # 6 hidden layers of 12: several depth groups
     cert = estimate(_loaded(deep_chain), options)
-    product = combine_depth([g.bound for g in cert.groups])
     assert len(cert.groups) >= 2
-    chain_note = [n for n in cert.notes if n.startswith("whole network")]
-    assert len(chain_note) == 1
-    whole = sequential_bound(deep_chain)
-    assert whole is not None and cert.bound == min(product, whole.bound)
+    assert [n for n in cert.notes if n.startswith("whole network")]  # the whole-network certificate is described
+    chain = sequential_bound(deep_chain)
+    # the descent starts at the chain point and keeps the best verified point: never above it
+    assert chain is not None and cert.bound <= chain.bound
+    if cert.combined_by == "whole":
+        assert cert.bound < combine_depth([g.bound for g in cert.groups])
     assert cert.bound >= jacobian_lower_bound(deep_chain)
     paper = estimate(_loaded(deep_chain), EstimateOptions(max_block_size=30, workers=1, combine="paper"))
     assert paper.bound == combine_depth([g.bound for g in paper.groups])  # explicit modes are left alone

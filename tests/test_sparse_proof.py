@@ -203,3 +203,19 @@ def test_no_dense_matrix_above_4000_on_the_sparse_path(monkeypatch: pytest.Monke
     assert check.certified
     result = minimise_rho(net, lam, iterations=2, seconds=60, k=4, k_max=4)
     assert result.rho <= rho
+
+
+def test_the_whole_network_certificate_forms_no_dense_matrix_above_4000(monkeypatch: pytest.MonkeyPatch) -> None:
+    """estimate's new path (sdp/whole.py): the default start (the chain recursion, whose dense
+    matrices are layer-sized, at most CHAIN_WIDTH = DENSE_LIMIT), its descent and the one proof."""
+    from lipcert.sdp.whole import default_starts, whole_network_certificate
+    from tests.convnets import Conv, random_convnet
+
+    net = random_convnet(
+        (1, 32, 32), [Conv(3), Conv(3, skip_from=0)], Conv(2, kernel=3, padding=0, stride=2), seed=5
+    ).form
+    assert net.lmi_size > DENSE_SIDE
+    _guard(monkeypatch)
+    cert = whole_network_certificate(net, default_starts(net), iterations=3, seconds=120)
+    assert cert is not None and cert.verification.certified
+    assert cert.verification.bound <= np.sqrt(cert.start_rho) * (1 + 1e-6)  # the descent never loses the start

@@ -147,7 +147,7 @@ def minimise_rho(
     for it in range(1, iterations + 1):
         if time.perf_counter() >= deadline:
             break
-        accepted, theta_new, f_new, g_new = _line_search(obj, theta, f, g, mu, s_hist, y_hist)
+        accepted, theta_new, f_new, g_new = _line_search(obj, theta, f, g, mu, s_hist, y_hist, deadline)
         if obj.k_grew:  # the smoothed objective itself changed (more eigenvalues): re-evaluate here
             obj.k_grew = False
             f, g = obj.smoothed(theta, mu)
@@ -167,6 +167,8 @@ def minimise_rho(
             reference, since = obj.best_rho, 0
         else:
             since += 1
+        if not accepted and time.perf_counter() >= deadline:
+            break  # the search stopped for time, not for want of progress: no new stage
         if (not accepted or since >= patience) and tau > smoothing_min:
             tau = max(tau * shrink, smoothing_min)  # next stage: a sharper maximum, a fresh memory
             theta, mu = np.log(np.maximum(obj.best_lam, floor)), tau * obj.best_rho
@@ -196,8 +198,10 @@ def _line_search(
     mu: float,
     s_hist: list[np.ndarray],
     y_hist: list[np.ndarray],
+    deadline: float = float("inf"),
 ) -> tuple[bool, np.ndarray, float, np.ndarray | None]:
-    """Backtracking (Armijo) along the L-BFGS direction; ρ* = +inf (R not ≺ 0) is a failed step."""
+    """Backtracking (Armijo) along the L-BFGS direction; ρ* = +inf (R not ≺ 0) is a failed step.
+    Past the deadline (a safety stop) the search gives up between trials."""
     d = -_two_loop(g, s_hist, y_hist)
     slope = float(g @ d)
     if slope >= 0 or not np.isfinite(slope):  # not a descent direction: restart from the gradient
@@ -206,6 +210,8 @@ def _line_search(
         d, slope = -g, -float(g @ g)
     step = 1.0 if s_hist else min(1.0, 0.1 / max(float(np.abs(d).max()), 1e-300))
     for _ in range(30):
+        if time.perf_counter() >= deadline:
+            return False, theta, f, None
         trial = theta + step * d
         f_new, g_new = obj.smoothed(trial, mu)
         if obj.k_grew:

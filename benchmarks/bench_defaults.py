@@ -1,0 +1,103 @@
+"""lipcert's default (`lipcert estimate MODEL --format json --jobs 2`) on every shared model, for one
+or more checkouts side by side: bound, how it was combined, wall time, peak RSS, load average.
+
+    python -m benchmarks.bench_defaults [--repo PATH ...] [--timeout S] [models...]
+
+Each (model, checkout) runs as its own CLI process with PYTHONPATH=checkout, interleaved model by
+model so that the checkouts see the same machine load; the peak RSS is the process tree's
+(os.wait4's ru_maxrss: the largest of the CLI and its waited-for workers). A run over the timeout
+is killed and reported as such. Prints one JSON line per run, then a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MODELS = ROOT.parent / "shared" / "models"
+
+
+def loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def run(repo: Path, model: Path, timeout: float) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    row: dict = {"model": model.stem, "repo": str(repo), "load_before": loadavg()}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        began = time.perf_counter()
+        cmd = [sys.executable, "-m", "lipcert", "estimate", str(model), "--format", "json", "--jobs", "2"]
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=repo, start_new_session=True)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            row["timed_out"] = True
+        _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
+        row["seconds"] = round(time.perf_counter() - began, 1)
+        usage = usage or _children_usage()
+        row["peak_rss_mib"] = round(usage.ru_maxrss / 1024)
+        out.seek(0)
+        err.seek(0)
+        text, row["exit"] = out.read(), proc.returncode if proc.returncode is not None else status
+        try:
+            cert = json.loads(text)
+            row.update(bound=cert["bound"], combined_by=cert.get("combined_by", "product"), plan=cert["plan"])
+        except (json.JSONDecodeError, KeyError):
+            row["error"] = err.read()[-400:]
+    row["load_after"] = loadavg()
+    return row
+
+
+def _children_usage():  # noqa: ANN202 - resource.struct_rusage
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN)
+
+
+def table(rows: list[dict], repos: list[Path]) -> str:
+    head = "| model | " + " | ".join(f"{r.name}: bound (by), s, MiB" for r in repos) + " | load |"
+    lines = [head, "|---" * (len(repos) + 2) + "|"]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        cells, loads = [], []
+        for repo in repos:
+            row = next((r for r in rows if r["model"] == model and r["repo"] == str(repo)), None)
+            if row is None:
+                cells.append("–")
+                continue
+            loads.append(f"{row['load_before']:.1f}")
+            what = "timed out" if row.get("timed_out") else f"exit {row['exit']}" if "bound" not in row else None
+            value = what or f"{row['bound']:.6g} ({row['combined_by']})"
+            cells.append(f"{value}, {row['seconds']:.0f} s, {row['peak_rss_mib']}")
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {'/'.join(loads)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repo", action="append", type=Path, help="checkout to run (repeatable; default: this one)")
+    parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("models", nargs="*")
+    args = parser.parse_args(argv)
+    repos = [p.resolve() for p in (args.repo or [ROOT])]
+    models = sorted(SHARED_MODELS.glob("*.onnx"))
+    if args.models:
+        models = [m for m in models if any(name in m.stem for name in args.models)]
+    rows = []
+    for model in models:
+        for repo in repos:
+            rows.append(run(repo, model, args.timeout))
+            print(json.dumps(rows[-1]), flush=True)
+    print(table(rows, repos))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
