@@ -231,8 +231,9 @@ def attack_radius(
 
 
 def cifar_resnet(blocks: int = 4, width: int = 4, seed: int = 0, side: int = 32) -> torch.nn.Module:
-    """A CIFAR-shaped (3 x side x side, 32 for CIFAR) ResNet: a stem, `blocks` residual blocks (conv-BN-ReLU-conv-BN plus a
-    1x1-conv projection shortcut with BN where the shape changes, every other block strided), a head.
+    """A CIFAR-shaped (3 x side x side, 32 for CIFAR) ResNet: a stem, `blocks` residual blocks
+    (conv-BN-ReLU-conv-BN plus a 1x1-conv projection shortcut with BN where the shape changes,
+    every other block strided), a head.
     Seeded weights and BatchNorm statistics, in eval mode."""
     from torch import nn
 
@@ -269,7 +270,8 @@ def cifar_resnet(blocks: int = 4, width: int = 4, seed: int = 0, side: int = 32)
 
 
 def cifar_plain(convs: int = 8, width: int = 4, seed: int = 0, side: int = 32) -> torch.nn.Module:
-    """A CIFAR-shaped (3 x side x side) plain CNN: `convs` 3x3 convolutions with ReLU (every third one strided), a head."""
+    """A CIFAR-shaped (3 x side x side) plain CNN: `convs` 3x3 convolutions with ReLU (every third
+    one strided), a head."""
     from torch import nn
 
     torch.manual_seed(seed)
