@@ -27,19 +27,32 @@ class Format(StrEnum):
 
 ModelArg = Annotated[Path, typer.Argument(help="ONNX, TorchScript, torch.export (.pt2) or torch.save file.")]
 ArchOpt = Annotated[
-    str | None, typer.Option("--arch", help="Module class for a state_dict: package.module:Class or file.py:Class.")
+    str | None,
+    typer.Option(
+        "--arch", help="Module class for a state_dict: package.module:Class or file.py:Class.", show_default="none"
+    ),
 ]
 TrustOpt = Annotated[
     bool, typer.Option("--trust-pickle", help="Allow unpickling a whole module (runs code from the file).")
 ]
 ShapeOpt = Annotated[
-    str | None, typer.Option("--input-shape", help="Input shape without batch, e.g. 1,28,28 (TorchScript, state_dict).")
+    str | None,
+    typer.Option(
+        "--input-shape",
+        help="Input shape without batch, e.g. 1,28,28 (TorchScript, state_dict).",
+        show_default="the file's",
+    ),
 ]
 MethodOpt = Annotated[
     Method | None, typer.Option(help="How each block is bounded.", show_default="lipsdp-neuron, or the plan's")
 ]
-SplitOpt = Annotated[str | None, typer.Option(help="Grid RxC for every convolutional group; 1x1 = full LipSDP.")]
-PlanOpt = Annotated[Path | None, typer.Option(help="A YAML partition plan (see configs/README.md).")]
+SplitOpt = Annotated[
+    str | None,
+    typer.Option(help="Grid RxC for every convolutional group; 1x1 = full LipSDP.", show_default="the automatic plan"),
+]
+PlanOpt = Annotated[
+    Path | None, typer.Option(help="A YAML partition plan (see configs/README.md).", show_default="none")
+]
 CombineOpt = Annotated[
     Combine | None,
     typer.Option(
@@ -56,7 +69,9 @@ EpsOpt = Annotated[
 ]
 ItersOpt = Annotated[
     int | None,
-    typer.Option(help="SCS iteration limit per block (>= 1).", show_default=f"{DEFAULT_SOLVER['max_iters']}, or the plan's"),
+    typer.Option(
+        help="SCS iteration limit per block (>= 1).", show_default=f"{DEFAULT_SOLVER['max_iters']}, or the plan's"
+    ),
 ]
 TimeOpt = Annotated[
     float | None,
@@ -79,9 +94,14 @@ ChordalOpt = Annotated[
     ),
 ]
 JobsOpt = Annotated[int | None, typer.Option(help="Worker processes.", show_default="the number of cores")]
-SchedulerOpt = Annotated[str | None, typer.Option(help="Dask scheduler address, e.g. tcp://host:8786.")]
+SchedulerOpt = Annotated[
+    str | None, typer.Option(help="Dask scheduler address, e.g. tcp://host:8786.", show_default="local processes")
+]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Report format.")]
-OutputOpt = Annotated[Path | None, typer.Option(help="Write the report to this file instead of stdout.")]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option(help="Write the report to this file (atomically) instead of stdout.", show_default="stdout"),
+]
 ThresholdOpt = Annotated[
     str | None,
     typer.Option(

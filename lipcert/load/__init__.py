@@ -108,9 +108,7 @@ def load_module(module: nn.Module, input_shape: tuple[int, ...], max_neurons: in
     return LoadedModel(name, "module", network, module, shape, digest, time.perf_counter() - start, changes)
 
 
-def _traced(
-    gm: fx.GraphModule, shape: tuple[int, ...], path: Path, max_neurons: int, given: bool = False
-) -> Network:
+def _traced(gm: fx.GraphModule, shape: tuple[int, ...], path: Path, max_neurons: int, given: bool = False) -> Network:
     check_runs_at(gm, shape, path, given)
     network = trace_network(gm, shape)
     if network.n_w > max_neurons:
