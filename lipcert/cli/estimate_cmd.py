@@ -102,12 +102,10 @@ def estimate(
     output_node: OutputNodeOpt = None,
 ) -> None:
     """Certify an upper bound on the model's global L2 Lipschitz constant."""
-    from lipcert.estimate import estimate as run_estimate
-    from lipcert.report.console import block_progress, print_certificate, rendered
-    from lipcert.report.documents import certificate_json
-    from lipcert.report.tables import certificate_csv
-
-    # Everything that can be refused is refused before the model is loaded, and long before a solve.
+    # Everything that can be refused is refused before the model is loaded, and long before a solve;
+    # the outputs first, before even the solver's modules are imported.
+    check_output(output)
+    check_output(heatmap, "--heatmap")
     gates = _gates(max_lipschitz, baseline, max_increase)
     if pairs is not None and pairs != "all":
         raise typer.BadParameter(f"'{pairs}': only 'all' is supported (use --pair I,J for one)", param_hint="--pairs")
@@ -118,8 +116,6 @@ def estimate(
     pair_indices = _parse_pair(pair)
     solver = {"eps": eps, "max_iters": max_iters, "time_limit": time_limit, "warm_start": warm_start}
     options = estimate_options(method, split, plan, combine, solver, max_block_size, jobs, scheduler, chordal)
-    check_output(output)
-    check_output(heatmap, "--heatmap")
 
     loaded = load_up_to(model, arch, trust_pickle, input_shape, output_node)
     if pairs is not None:
@@ -130,6 +126,11 @@ def estimate(
     _check_baseline(gates, loaded, options, options.selection_label)
     if heatmap is not None:
         _check_heatmap(loaded, options)
+    from lipcert.estimate import estimate as run_estimate
+    from lipcert.report.console import block_progress, print_certificate, rendered
+    from lipcert.report.documents import certificate_json
+    from lipcert.report.tables import certificate_csv
+
     with block_progress("solving blocks") as progress:
         cert = run_estimate(loaded, options, progress)
     if output_node is not None:

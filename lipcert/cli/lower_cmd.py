@@ -35,10 +35,10 @@ def lower(
     input_shape: ShapeOpt = None,
 ) -> None:
     """An empirical LOWER bound: the largest Jacobian norm found by a seeded search over inputs."""
+    check_output(output)  # first: before torch is even imported
     from lipcert.lower import lower_bound
     from lipcert.report.tables import lower_csv
 
-    check_output(output)
     loaded = load(model, arch, trust_pickle, input_shape)
     found = lower_bound(loaded.module, loaded.input_shape, starts=starts, steps=steps, seed=seed)
     data = {

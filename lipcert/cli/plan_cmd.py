@@ -52,8 +52,8 @@ def plan(
     """Write the partition plan estimate would use (the automatic one, or --split's) as YAML."""
     if max_block_size < 1:
         raise typer.BadParameter(f"{max_block_size}: the budget must be at least 1", param_hint="--max-block-size")
+    check_output(output)  # first: before the solver's modules are even imported
     options = estimate_options(method, split, None, combine, {}, max_block_size, 1, None, chordal)
-    check_output(output)
     loaded = load_up_to(model, arch, trust_pickle, input_shape, output_node)
     text = plan_text(loaded, options)
     if output is None:

@@ -80,6 +80,7 @@ def radius(
     output_node: OutputNodeOpt = None,
 ) -> None:
     """Per input: predicted class, margins, and the certified L2 radius; the certified fraction at each radius."""
+    check_output(output)  # first: before the solver's modules are even imported
     from lipcert.errors import BadInputError
     from lipcert.gates import parse_fraction
     from lipcert.outputs import all_pairs
@@ -92,7 +93,6 @@ def radius(
     threshold = parse_gate(min_certified, "--min-certified", parse_fraction)
     solver = {"eps": eps, "max_iters": max_iters, "time_limit": time_limit}
     options = estimate_options(method, split, plan, combine, solver, max_block_size, jobs, scheduler, chordal)
-    check_output(output)
     loaded = load_up_to(model, arch, trust_pickle, input_shape, output_node)
     x = load_inputs(inputs, tuple(loaded.input_shape[1:]))
     if bounds is not None:

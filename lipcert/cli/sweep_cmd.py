@@ -57,6 +57,8 @@ def sweep(
     input_shape: ShapeOpt = None,
 ) -> None:
     """Certify the model at each split and combination mode; tabulate and plot bound against time."""
+    check_output(output)  # first: before the solver's modules are even imported
+    check_output(plot, "--plot")
     from lipcert.estimate import estimate as run_estimate
     from lipcert.report.plots import SweepPoint, plot_tradeoff
     from lipcert.report.tables import sweep_csv
@@ -68,8 +70,6 @@ def sweep(
     _check_modes(modes)
     solver = {"eps": eps, "max_iters": max_iters, "time_limit": time_limit}  # each estimate gets the budget
     base = estimate_options(method, None, None, None, solver, max_block_size, jobs, scheduler, chordal)
-    check_output(output)
-    check_output(plot, "--plot")
     loaded = load(model, arch, trust_pickle, input_shape)
     points = []
     for grid in grids:
