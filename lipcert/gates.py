@@ -140,6 +140,18 @@ class Verdict:
             return None
         return self.baseline.bound * (1.0 + (self.max_increase or 0.0))
 
+    def summary(self) -> str:
+        """One line for the log of a passing run: what was judged against what."""
+        limits = []
+        if self.max_lipschitz is not None:
+            limits.append(f"--max-lipschitz {self.max_lipschitz:g}")
+        if self.baseline is not None:
+            limits.append(
+                f"--baseline {self.baseline.path} ({self.baseline.bound:.6g}) + {self.max_increase or 0.0:.2%} "
+                f"= {self.allowed_by_baseline:.6g}"
+            )
+        return f"gates passed: certified {self.gated} {self.value:.6g} is within {' and '.join(limits)}"
+
     def as_json(self) -> dict[str, Any]:
         base = self.baseline
         return {

@@ -138,6 +138,7 @@ def test_pairs_all_gates_on_the_largest_pair_bound() -> None:
     assert report["gates"]["value"] == largest and report["gates"]["verdict"] == "fail"
     at = run("estimate", CHAIN, *NAIVE, "--pairs", "all", "--max-lipschitz", repr(largest))
     assert at.exit_code == 0, at.output
+    assert "gates passed: certified largest pair bound (pair " in at.stderr  # the report says what was gated
 
 
 def test_min_certified_is_recorded_in_the_radius_json(tmp_path: Path) -> None:

@@ -187,9 +187,13 @@ def _judge(gates, value: float, gated: str):  # noqa: ANN001, ANN202 - Gates -> 
 
 def _exit_on(verdict) -> None:  # noqa: ANN001 - a Verdict or None
     """After the report is written (a failed gate's report is what CI keeps), exit 3 on a failed gate."""
-    if verdict is None or verdict.passed:
+    if verdict is None:
         return
-    from lipcert.report.console import print_error
+    from lipcert.report.console import print_error, print_note
+
+    if verdict.passed:
+        print_note(verdict.summary())  # on stderr: stdout holds only the report
+        return
 
     for failure in verdict.failures:
         print_error(failure)
