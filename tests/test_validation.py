@@ -233,3 +233,17 @@ def test_radius_with_zero_inputs_is_bad_input(tmp_path: Path) -> None:
     result = run("radius", CHAIN, "--inputs", str(tmp_path / "x.npy"), "--method", "naive")
     assert result.exit_code == EXIT_BAD_INPUT, result.output
     assert "holds no inputs" in result.output
+
+
+def test_the_shape_check_runs_in_eval_mode_and_keeps_the_modules_modes() -> None:
+    from torch import nn
+
+    from lipcert.load import load_module
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2)).train()
+    loaded = load_module(model, (4,))  # a training-mode BatchNorm would refuse the batch of one
+    assert loaded.network.n_x == 4
+    assert all(m.training for m in model.modules())
+    with pytest.raises(BadInputError, match=r"input shape 5 \(--input-shape\) does not fit the model"):
+        load_module(model, (5,))

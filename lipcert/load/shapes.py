@@ -18,13 +18,24 @@ _CONV = re.compile(r"expected input\[([\d, ]+)\] to have (\d+) channels, but got
 
 
 def check_runs_at(module: nn.Module, shape: tuple[int, ...], path: Path, given: bool) -> None:
-    """Run the module once on zeros of `shape` (batch first); a failure is a BadInputError naming the shapes."""
+    """Run the module once on zeros of `shape` (batch first); a failure is a BadInputError naming the shapes.
+
+    It runs in eval mode, as it is certified (a training-mode BatchNorm refuses a batch of one); the
+    modules' own modes are put back afterwards, without calling train() (an unlifted torch.export
+    module refuses it).
+    """
+    modes = [(m, m.training) for m in module.modules()]
+    for m, _ in modes:
+        m.training = False
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             module(torch.zeros(shape))
     except (RuntimeError, ValueError, IndexError) as err:
         raise BadInputError(mismatch_message(path, shape, given, err)) from None
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 def mismatch_message(path: Path, shape: tuple[int, ...], given: bool, err: Exception) -> str:
