@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from lipcert.errors import BadInputError
+from lipcert.load import check_readable
 from lipcert.quiet import quiet_torch
 
 MARGIN_SLACK = 1e-9  # relative: the logits are computed in float64, not exactly
@@ -33,8 +34,7 @@ class Radii:
 
 def load_inputs(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
     """Inputs from .npy, .npz (array 'x' or 'inputs', or the only one) or .pt; shape (N, *input_shape)."""
-    if not path.is_file():
-        raise BadInputError(f"{path}: no such file")
+    check_readable(path, "file of inputs")
     array = _read_array(path)
     n = int(np.prod(input_shape))
     if array.ndim >= 1 and array.size % n == 0 and (array.shape[1:] == input_shape or array.shape[1:] == (n,)):

@@ -228,6 +228,18 @@ def test_a_legacy_torch_save_file_is_read_as_torch_save(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["arch"] == arch  # --arch is recorded
 
 
+@pytest.mark.parametrize("kind", ["directory", "loop"])
+def test_radius_inputs_that_are_not_a_file_say_so(tmp_path: Path, kind: str) -> None:
+    inputs = tmp_path
+    if kind == "loop":
+        inputs = tmp_path / "a.npy"
+        inputs.symlink_to(tmp_path / "b.npy")
+        (tmp_path / "b.npy").symlink_to(inputs)
+    result = run("radius", CHAIN, "--inputs", str(inputs), "--method", "naive")
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert ("is a directory, not a file of inputs" if kind == "directory" else "symbolic link loop") in result.output
+
+
 def test_radius_with_zero_inputs_is_bad_input(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", np.zeros((0, 1, 8, 8)))
     result = run("radius", CHAIN, "--inputs", str(tmp_path / "x.npy"), "--method", "naive")

@@ -115,7 +115,7 @@ def radius(
     if output_format is Format.table and output is None:
         print_radii(found, fractions)
     else:
-        texts = {Format.json: lambda: as_json(radius_json(model, loaded.sha256, found, fractions, gate))}
+        texts = {Format.json: lambda: as_json(radius_json(model, loaded.sha256, found, fractions, gate, arch))}
         texts[Format.csv] = lambda: radius_csv(found)
         texts[Format.table] = lambda: rendered(print_radii, found, fractions)
         emit(texts, output_format, output)

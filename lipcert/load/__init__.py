@@ -69,7 +69,7 @@ def load_model(
     return LoadedModel(path, fmt, network, module, shape, file_sha256(path), seconds, changes, output_node)
 
 
-def check_readable(path: Path) -> None:
+def check_readable(path: Path, what: str = "model file") -> None:
     """A missing, unreadable or looping path is a bad input (exit 4) that says which, before any parsing."""
     try:
         with open(path, "rb") as handle:
@@ -77,7 +77,7 @@ def check_readable(path: Path) -> None:
     except FileNotFoundError:
         raise BadInputError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise BadInputError(f"{path} is a directory, not a model file") from None
+        raise BadInputError(f"{path} is a directory, not a {what}") from None
     except PermissionError:
         raise BadInputError(f"{path}: permission denied (the file cannot be read)") from None
     except OSError as err:

@@ -56,11 +56,19 @@ def pairs_json(
     }
 
 
-def radius_json(model: Path, sha256: str, radii, fractions: dict, gate: dict | None = None) -> dict:  # noqa: ANN001 - a Radii
+def radius_json(
+    model: Path,
+    sha256: str,
+    radii,  # noqa: ANN001 - a lipcert.radius.Radii
+    fractions: dict,
+    gate: dict | None = None,
+    arch: str | None = None,
+) -> dict:
     """Per input radii and the certified fractions; `gate`: --min-certified's threshold and verdict."""
     return {
         "model": str(model),
         "sha256": sha256,
+        "arch": arch,
         "inputs": [
             {"predicted": int(p), "radius": float(r), "margins": [float(m) for m in row]}
             for p, r, row in zip(radii.predicted, radii.radius, radii.margins)
