@@ -3,7 +3,7 @@
 Exit codes (the same table as README.md's "Exit codes"; tests/test_exit_codes.py runs each):
     0    success: a bound was certified and every gate passed
     1    an unexpected internal error (a bug); never a user's mistake
-    2    usage error: a bad option or value, refused before anything is loaded (Typer's own code)
+    2    usage error: a bad option or value, refused before any solve (Typer's own code)
     3    a gate failed: the bound exceeds --max-lipschitz, or --baseline's by more than --max-increase
     4    bad input: a missing, unreadable, truncated or corrupt file, an input shape that does not fit,
          a bad plan, non-finite weights, an output path that cannot be written, a bad --baseline
