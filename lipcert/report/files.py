@@ -54,7 +54,15 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def _umask() -> int:
-    """The process's umask (os.umask can only be read by setting it, so it is set back at once)."""
+    """The process's umask: from /proc on Linux, which reads it without changing it (os.umask can only
+    read it by setting it, and for that moment another thread's files would get the wrong mode)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
