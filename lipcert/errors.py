@@ -1,14 +1,17 @@
 """The exception tree. Every error carries the exit code the CLI leaves with.
 
-Exit codes (documented in README.md):
-    0  success
-    1  an unexpected internal error (a bug)
-    2  usage error (bad option or value; Typer's own code)
-    3  the certified bound exceeds --max-lipschitz
-    4  bad input: missing, unreadable or corrupt file, bad plan, non-finite weights
-    5  unsupported model: an operator lipcert cannot express, or a model too large
-    6  solver failure: no sound bound could be produced
-    7  too few inputs certified (lipcert radius --min-certified)
+Exit codes (the same table as README.md's "Exit codes"; tests/test_exit_codes.py runs each):
+    0    success: a bound was certified and every gate passed
+    1    an unexpected internal error (a bug); never a user's mistake
+    2    usage error: a bad option or value, refused before any solve (Typer's own code)
+    3    a gate failed: the bound exceeds --max-lipschitz, or --baseline's by more than --max-increase
+    4    bad input: a missing, unreadable, truncated or corrupt file, an input shape that does not fit,
+         a bad plan, non-finite weights, an output path that cannot be written, a bad --baseline
+    5    unsupported model: an operator lipcert cannot express, or a model too large
+    6    solver failure: no sound bound could be produced
+    7    too few inputs certified (lipcert radius --min-certified)
+    130  interrupted by SIGINT (Ctrl-C)
+    143  interrupted by SIGTERM
 """
 
 from __future__ import annotations

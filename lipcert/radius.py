@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from lipcert.errors import BadInputError
+from lipcert.load import check_readable
 from lipcert.quiet import quiet_torch
 
 MARGIN_SLACK = 1e-9  # relative: the logits are computed in float64, not exactly
@@ -33,8 +34,7 @@ class Radii:
 
 def load_inputs(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
     """Inputs from .npy, .npz (array 'x' or 'inputs', or the only one) or .pt; shape (N, *input_shape)."""
-    if not path.is_file():
-        raise BadInputError(f"{path}: no such file")
+    check_readable(path, "file of inputs")
     array = _read_array(path)
     n = int(np.prod(input_shape))
     if array.ndim >= 1 and array.size % n == 0 and (array.shape[1:] == input_shape or array.shape[1:] == (n,)):
@@ -46,6 +46,8 @@ def load_inputs(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
             f"{path}: inputs have shape {tuple(array.shape)}; the model expects (N, "
             f"{', '.join(map(str, input_shape))}) or (N, {n})"
         )
+    if len(array) == 0:
+        raise BadInputError(f"--inputs {path} holds no inputs (shape {tuple(array.shape)}): nothing to certify")
     bad = int(np.size(array) - np.isfinite(array).sum())
     if bad:
         raise BadInputError(f"{path}: the inputs hold {bad} NaN or infinite value(s)")
@@ -110,6 +112,12 @@ def read_pair_bounds(path: Path, sha256: str) -> dict[tuple[int, int], float]:
             f"this model {sha256[:12]}...)"
         )
     try:
-        return {tuple(sorted((int(p["i"]), int(p["j"])))): float(p["bound"]) for p in data["pairs"]}
+        found = {tuple(sorted((int(p["i"]), int(p["j"])))): float(p["bound"]) for p in data["pairs"]}
     except (KeyError, TypeError, ValueError):
         raise BadInputError(f"--bounds {path}: 'pairs' must be a list of {{i, j, bound}} entries") from None
+    # A certified bound is a positive finite number: anything else would give NaN or infinite radii
+    # (and invalid JSON), or certify inputs on the strength of nothing.
+    bad = [f"{i},{j} ({bound})" for (i, j), bound in found.items() if not (np.isfinite(bound) and bound > 0)]
+    if bad:
+        raise BadInputError(f"--bounds {path}: pair bound(s) not a positive finite number: {', '.join(bad)}")
+    return found

@@ -337,7 +337,7 @@ def test_one_output_has_no_pairs(tmp_path: Path) -> None:
 def test_bad_eps(tmp_path: Path, naive_pairs: dict, digits: np.ndarray) -> None:
     np.save(tmp_path / "x.npy", digits)
     for eps in ("a,b", "-0.1", ""):
-        result = radius_cli(tmp_path / "x.npy", naive_pairs["digits_chain"], "--eps", eps)
+        result = radius_cli(tmp_path / "x.npy", naive_pairs["digits_chain"], "--radii", eps)
         assert result.exit_code == 2, eps
 
 
@@ -359,7 +359,7 @@ def test_cli_radii_equal_the_library(tmp_path: Path, naive_pairs: dict, digits: 
     path = naive_pairs["digits_chain"]
     bounds = read_pair_bounds(path, load_cached(str(CHAIN)).sha256)
     np.save(tmp_path / "x.npy", digits)
-    result = radius_cli(tmp_path / "x.npy", path, "--format", "json", "--eps", "0.1,0.2")
+    result = radius_cli(tmp_path / "x.npy", path, "--format", "json", "--radii", "0.1,0.2")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     expected = certified_radii(logits(load_cached(str(CHAIN)).module, digits), bounds)
@@ -377,7 +377,8 @@ def test_cli_computes_pairs_itself(tmp_path: Path, digits: np.ndarray) -> None:
     assert result.exit_code == 0, result.output
     bounds = {(r.i, r.j): r.bound for r in estimate_pairs(loaded, EstimateOptions(method="naive"))}
     expected = certified_radii(logits(loaded.module, digits), bounds).radius
-    np.testing.assert_allclose([r["radius"] for r in json.loads(result.output)["inputs"]], expected, rtol=1e-12)
+    np.testing.assert_allclose([r["radius"] for r in json.loads(result.stdout)["inputs"]], expected, rtol=1e-12)
+    assert "certifying 45 class pairs here" in result.stderr and "--bounds" in result.stderr  # says what it costs
 
 
 def test_min_certified_met_and_not_met(tmp_path: Path, naive_pairs: dict, digits: np.ndarray) -> None:
@@ -388,17 +389,17 @@ def test_min_certified_met_and_not_met(tmp_path: Path, naive_pairs: dict, digits
     eps = float(np.median(radii.radius))  # some inputs certified at eps, some not
     fraction = radii.certified_fraction(eps)
     assert 0 < fraction < 1
-    met = radius_cli(tmp_path / "x.npy", path, "--eps", repr(eps), "--min-certified", repr(fraction))
+    met = radius_cli(tmp_path / "x.npy", path, "--radii", repr(eps), "--min-certified", repr(fraction))
     assert met.exit_code == 0, met.output
-    missed = radius_cli(tmp_path / "x.npy", path, "--eps", f"{eps!r},0", "--min-certified", repr(fraction + 0.01))
-    assert missed.exit_code == EXIT_UNDER_CERTIFIED  # judged at the first --eps, though all are certified at 0
+    missed = radius_cli(tmp_path / "x.npy", path, "--radii", f"{eps!r},0", "--min-certified", repr(fraction + 0.01))
+    assert missed.exit_code == EXIT_UNDER_CERTIFIED  # judged at the first --radii, though all are certified at 0
     assert "below --min-certified" in missed.output
 
 
 SCRIPT = """#!/usr/bin/env bash
 # A CI gate: fail the job when fewer than 100% of the inputs are certified at radius 0.1.
 set -u
-"$PYTHON" -m lipcert radius "$MODEL" --inputs "$INPUTS" --bounds "$BOUNDS" --eps 0.1 --min-certified "$MIN"
+"$PYTHON" -m lipcert radius "$MODEL" --inputs "$INPUTS" --bounds "$BOUNDS" --radii 0.1 --min-certified "$MIN"
 status=$?
 echo "lipcert radius exited with $status"
 exit $status

@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer.exceptions import TyperException
 
+from lipcert.defaults import DEFAULT_SOLVER, DEFAULT_TIME_LIMIT
 from lipcert.errors import EXIT_INTERNAL, EXIT_OVER_THRESHOLD, EXIT_UNSUPPORTED, LipcertError
 from lipcert.vocabulary import Combine, Method
 
@@ -26,27 +27,63 @@ class Format(StrEnum):
 
 ModelArg = Annotated[Path, typer.Argument(help="ONNX, TorchScript, torch.export (.pt2) or torch.save file.")]
 ArchOpt = Annotated[
-    str | None, typer.Option("--arch", help="Module class for a state_dict: package.module:Class or file.py:Class.")
+    str | None,
+    typer.Option(
+        "--arch", help="Module class for a state_dict: package.module:Class or file.py:Class.", show_default="none"
+    ),
 ]
 TrustOpt = Annotated[
     bool, typer.Option("--trust-pickle", help="Allow unpickling a whole module (runs code from the file).")
 ]
 ShapeOpt = Annotated[
-    str | None, typer.Option("--input-shape", help="Input shape without batch, e.g. 1,28,28 (TorchScript, state_dict).")
+    str | None,
+    typer.Option(
+        "--input-shape",
+        help="Input shape without batch, e.g. 1,28,28 (TorchScript, state_dict).",
+        show_default="the file's",
+    ),
 ]
-MethodOpt = Annotated[Method | None, typer.Option(help="How each block is bounded [default: lipsdp-neuron].")]
-SplitOpt = Annotated[str | None, typer.Option(help="Grid RxC for every convolutional group; 1x1 = full LipSDP.")]
-PlanOpt = Annotated[Path | None, typer.Option(help="A YAML partition plan (see configs/README.md).")]
+MethodOpt = Annotated[
+    Method | None, typer.Option(help="How each block is bounded.", show_default="lipsdp-neuron, or the plan's")
+]
+SplitOpt = Annotated[
+    str | None,
+    typer.Option(help="Grid RxC for every convolutional group; 1x1 = full LipSDP.", show_default="the automatic plan"),
+]
+PlanOpt = Annotated[
+    Path | None, typer.Option(help="A YAML partition plan (see configs/README.md).", show_default="none")
+]
 CombineOpt = Annotated[
-    Combine | None, typer.Option(help="Tile combination [default: auto = coupled where affordable, else overlap].")
+    Combine | None,
+    typer.Option(
+        help="Tile combination: auto = the smallest proven bound (coupled where affordable, else overlap).",
+        show_default="auto, or the plan's",
+    ),
 ]
-EpsOpt = Annotated[float | None, typer.Option(help="SCS tolerance; verification keeps loose values sound.")]
-ItersOpt = Annotated[int | None, typer.Option(help="SCS iteration limit per block.")]
+EpsOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="SCS tolerance (> 0); verification keeps loose values sound.",
+        show_default=f"{DEFAULT_SOLVER['eps']:g}, or the plan's",
+    ),
+]
+ItersOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="SCS iteration limit per block (>= 1).", show_default=f"{DEFAULT_SOLVER['max_iters']}, or the plan's"
+    ),
+]
 TimeOpt = Annotated[
     float | None,
-    typer.Option(help="Time budget of the whole estimate, seconds [default: 600]; blocks not reached get naive."),
+    typer.Option(
+        help="Time budget of the whole estimate, seconds; blocks not reached get naive.",
+        show_default=f"{DEFAULT_TIME_LIMIT:g}",
+    ),
 ]
-WarmOpt = Annotated[bool | None, typer.Option(help="Warm-start SCS where a similar block was solved.")]
+WarmOpt = Annotated[
+    bool | None,
+    typer.Option(help="Warm-start SCS where a similar block was solved.", show_default="on, or the plan's"),
+]
 BlockOpt = Annotated[int, typer.Option(help="Largest LMI side of one block (the automatic plan's budget).")]
 ChordalOpt = Annotated[
     bool,
@@ -56,12 +93,22 @@ ChordalOpt = Annotated[
         "less work per iteration); --no-chordal: one PSD constraint per block, as in LipSDP.",
     ),
 ]
-JobsOpt = Annotated[int | None, typer.Option(help="Worker processes [default: number of cores].")]
-SchedulerOpt = Annotated[str | None, typer.Option(help="Dask scheduler address, e.g. tcp://host:8786.")]
+JobsOpt = Annotated[int | None, typer.Option(help="Worker processes.", show_default="the number of cores")]
+SchedulerOpt = Annotated[
+    str | None, typer.Option(help="Dask scheduler address, e.g. tcp://host:8786.", show_default="local processes")
+]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Report format.")]
-OutputOpt = Annotated[Path | None, typer.Option(help="Write the report to this file instead of stdout.")]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option(help="Write the report to this file (atomically) instead of stdout.", show_default="stdout"),
+]
 ThresholdOpt = Annotated[
-    float | None, typer.Option(help=f"Exit with code {EXIT_OVER_THRESHOLD} if the bound is above this.")
+    str | None,
+    typer.Option(
+        help=f"Exit with code {EXIT_OVER_THRESHOLD} if the certified bound is above this (with --pairs all: the "
+        "largest pair bound); a finite number >= 0.",
+        show_default="no gate",
+    ),
 ]
 
 
@@ -138,6 +185,9 @@ def estimate_options(
         raise typer.BadParameter("give --split or --plan, not both", param_hint="--split")
     if jobs is not None and jobs < 1:
         raise typer.BadParameter(f"{jobs}: at least 1 worker", param_hint="--jobs")
+    if max_block_size < 1:
+        raise typer.BadParameter(f"{max_block_size}: the budget must be at least 1", param_hint="--max-block-size")
+    check_solver_settings(solver)
     budget = solver.pop("time_limit", None)  # --time-limit bounds the whole estimate, not one SCS call
     if budget is not None and not (budget > 0 and budget < float("inf")):
         raise typer.BadParameter(f"{budget}: a positive number of seconds", param_hint="--time-limit")
@@ -153,6 +203,35 @@ def estimate_options(
         chordal=chordal,
         **({} if budget is None else {"time_limit": budget}),
     )
+
+
+def check_solver_settings(solver: dict[str, Any]) -> None:
+    """SCS settings in range before any solve: a bad one would make every block fall back to naive."""
+    eps, iters = solver.get("eps"), solver.get("max_iters")
+    if eps is not None and not (0 < eps < float("inf")):
+        raise typer.BadParameter(f"{eps}: the SCS tolerance must be a positive number", param_hint="--eps")
+    if iters is not None and iters < 1:
+        raise typer.BadParameter(f"{iters}: at least 1 iteration", param_hint="--max-iters")
+
+
+def parse_gate(text: str | None, option: str, parse: Callable[[str], float]) -> float | None:
+    """A gate's value, or a usage error naming the option (exit 2) before anything is loaded."""
+    from lipcert.gates import GateValueError
+
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except GateValueError as err:
+        raise typer.BadParameter(str(err), param_hint=option) from None
+
+
+def check_output(path: Path | None, option: str = "--output") -> None:
+    """Refuse an output path that cannot be written before any work is done (exit 4)."""
+    if path is not None:
+        from lipcert.report.files import check_writable
+
+        check_writable(path, option)
 
 
 def emit(text_for: dict[Format, Callable[[], str]], fmt: Format, output: Path | None) -> None:

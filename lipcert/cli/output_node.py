@@ -13,6 +13,7 @@ OutputNodeOpt = Annotated[
         "--output-node",
         help="Certify the sub-network from the input up to this ONNX node's output (node or tensor name), "
         "e.g. the logits before a final Softmax.",
+        show_default="the model's output",
     ),
 ]
 

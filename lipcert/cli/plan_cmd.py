@@ -15,6 +15,7 @@ from lipcert.cli.common import (
     ModelArg,
     ShapeOpt,
     TrustOpt,
+    check_output,
     estimate_options,
     handles_errors,
 )  # fmt: skip
@@ -25,9 +26,13 @@ PlanBlockOpt = Annotated[
     int, typer.Option(help="Largest LMI side of any block of the plan; pass the same value to estimate --plan.")
 ]
 PlanOutputOpt = Annotated[
-    Path | None, typer.Option(help="Write the YAML plan to this file (atomically) instead of stdout.")
+    Path | None,
+    typer.Option(help="Write the YAML plan to this file (atomically) instead of stdout.", show_default="stdout"),
 ]
-PlanSplitOpt = Annotated[str | None, typer.Option(help="Write the --split RxC plan instead of the automatic one.")]
+PlanSplitOpt = Annotated[
+    str | None,
+    typer.Option(help="Write the --split RxC plan instead of the automatic one.", show_default="the automatic plan"),
+]
 
 
 @handles_errors
@@ -47,6 +52,7 @@ def plan(
     """Write the partition plan estimate would use (the automatic one, or --split's) as YAML."""
     if max_block_size < 1:
         raise typer.BadParameter(f"{max_block_size}: the budget must be at least 1", param_hint="--max-block-size")
+    check_output(output)  # first: before the solver's modules are even imported
     options = estimate_options(method, split, None, combine, {}, max_block_size, 1, None, chordal)
     loaded = load_up_to(model, arch, trust_pickle, input_shape, output_node)
     text = plan_text(loaded, options)

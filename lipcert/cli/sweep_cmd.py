@@ -21,7 +21,9 @@ from lipcert.cli.common import (
     ModelArg,
     SchedulerOpt,
     ShapeOpt,
+    TimeOpt,
     TrustOpt,
+    check_output,
     emit,
     estimate_options,
     handles_errors,
@@ -35,12 +37,17 @@ from lipcert.defaults import DEFAULT_MAX_BLOCK_SIZE
 def sweep(
     model: ModelArg,
     splits: Annotated[str, typer.Option(help="Comma-separated grids, e.g. 1x1,2x2,4x4.")] = "1x1,2x2,4x4",
-    combines: Annotated[str, typer.Option(help="Comma-separated modes.")] = "paper,overlap,pou,coupled",
-    plot: Annotated[Path | None, typer.Option(help="Write the trade-off figure (PNG).")] = None,
-    output: Annotated[Path | None, typer.Option(help="Write the rows as CSV to this file.")] = None,
+    combines: Annotated[
+        str, typer.Option(help="Comma-separated combination modes (see --combine).")
+    ] = "paper,overlap,pou,coupled",
+    plot: Annotated[Path | None, typer.Option(help="Write the trade-off figure (PNG).", show_default="none")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Write the rows as CSV to this file.", show_default="stdout")
+    ] = None,
     method: MethodOpt = None,
     eps: EpsOpt = None,
     max_iters: ItersOpt = None,
+    time_limit: TimeOpt = None,
     jobs: JobsOpt = None,
     scheduler: SchedulerOpt = None,
     max_block_size: BlockOpt = DEFAULT_MAX_BLOCK_SIZE,
@@ -50,6 +57,8 @@ def sweep(
     input_shape: ShapeOpt = None,
 ) -> None:
     """Certify the model at each split and combination mode; tabulate and plot bound against time."""
+    check_output(output)  # first: before the solver's modules are even imported
+    check_output(plot, "--plot")
     from lipcert.estimate import estimate as run_estimate
     from lipcert.report.plots import SweepPoint, plot_tradeoff
     from lipcert.report.tables import sweep_csv
@@ -58,7 +67,8 @@ def sweep(
     modes = [text.strip() for text in combines.split(",") if text.strip()]
     for grid in grids:
         parse_split(grid)
-    solver = {"eps": eps, "max_iters": max_iters}
+    _check_modes(modes)
+    solver = {"eps": eps, "max_iters": max_iters, "time_limit": time_limit}  # each estimate gets the budget
     base = estimate_options(method, None, None, None, solver, max_block_size, jobs, scheduler, chordal)
     loaded = load(model, arch, trust_pickle, input_shape)
     points = []
@@ -72,3 +82,14 @@ def sweep(
     if plot is not None:
         plot_tradeoff(points, plot, f"{Path(model).name}: bound against time")
     emit({Format.csv: lambda: sweep_csv(points)}, Format.csv, output)
+
+
+def _check_modes(modes: list[str]) -> None:
+    """Every mode a --combine value: a typo is a usage error (2) before anything is solved."""
+    from lipcert.vocabulary import Combine, choices
+
+    if not modes:
+        raise typer.BadParameter("give at least one mode", param_hint="--combines")
+    unknown = [m for m in modes if m not in Combine._value2member_map_]
+    if unknown:
+        raise typer.BadParameter(f"{', '.join(unknown)}: not one of {choices(Combine)}", param_hint="--combines")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import time
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from torch import fx, nn
 from lipcert.defaults import MAX_NEURONS
 from lipcert.errors import BadInputError, ModelTooLargeError
 from lipcert.load.onnx_loader import load_onnx, load_onnx_proto
+from lipcert.load.shapes import check_runs_at
 from lipcert.load.torch_loader import archive_kind, export_onnx, load_torch_module
 from lipcert.network.form import Network
 from lipcert.network.trace import trace_network
@@ -57,17 +59,33 @@ def load_model(
     graph clean-up and rewrites (lipcert/load/cleanup.py), for comparisons.
     """
     path = Path(path)
-    if not path.exists():
-        raise BadInputError(f"{path}: no such file")
-    if not path.is_file():
-        raise BadInputError(f"{path} is not a file")
+    check_readable(path)
     start = time.perf_counter()
     onnx_options = {"output_node": output_node, "clean": clean_graph}
     fmt, gm, shape, module = _read(path, arch, trust_pickle, input_shape, onnx_options)
-    network = _traced(gm, shape, path, max_neurons)
+    network = _traced(gm, shape, path, max_neurons, given=input_shape is not None)
     seconds = time.perf_counter() - start
     changes = getattr(gm, "lipcert_graph_changes", ())
     return LoadedModel(path, fmt, network, module, shape, file_sha256(path), seconds, changes, output_node)
+
+
+def check_readable(path: Path, what: str = "model file") -> None:
+    """A missing, unreadable or looping path is a bad input (exit 4) that says which, before any parsing."""
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except FileNotFoundError:
+        raise BadInputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise BadInputError(f"{path} is a directory, not a {what}") from None
+    except PermissionError:
+        raise BadInputError(f"{path}: permission denied (the file cannot be read)") from None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise BadInputError(f"{path}: a symbolic link loop (the link never reaches a file)") from None
+        raise BadInputError(f"{path} cannot be read: {err.strerror or err}") from None
+    if not path.is_file():
+        raise BadInputError(f"{path} is not a file")
 
 
 def load_module(module: nn.Module, input_shape: tuple[int, ...], max_neurons: int = MAX_NEURONS) -> LoadedModel:
@@ -81,6 +99,7 @@ def load_module(module: nn.Module, input_shape: tuple[int, ...], max_neurons: in
     start = time.perf_counter()
     name = Path(f"<{type(module).__name__}>")
     shape = (1, *(int(d) for d in input_shape))
+    check_runs_at(module, shape, name, given=True)
     proto = export_onnx(module, shape, name)
     gm, shape = load_onnx_proto(proto, name, shape[1:])
     network = _traced(gm, shape, name, max_neurons)
@@ -89,7 +108,8 @@ def load_module(module: nn.Module, input_shape: tuple[int, ...], max_neurons: in
     return LoadedModel(name, "module", network, module, shape, digest, time.perf_counter() - start, changes)
 
 
-def _traced(gm: fx.GraphModule, shape: tuple[int, ...], path: Path, max_neurons: int) -> Network:
+def _traced(gm: fx.GraphModule, shape: tuple[int, ...], path: Path, max_neurons: int, given: bool = False) -> Network:
+    check_runs_at(gm, shape, path, given)
     network = trace_network(gm, shape)
     if network.n_w > max_neurons:
         raise ModelTooLargeError(
@@ -110,6 +130,7 @@ def _read(
     shape = (1, *override) if override is not None else recorded
     if shape is None:
         raise BadInputError(f"{path} does not record its input shape; pass --input-shape, e.g. --input-shape 1,28,28")
+    check_runs_at(module, shape, path, given=override is not None)  # before the exporter's own error
     proto = export_onnx(module, shape, path)
     gm, shape = load_onnx_proto(proto, path, tuple(shape[1:]), **onnx_options)
     fmt = {"torchscript": "torchscript", "export": "export"}.get(kind, "state_dict" if arch else "pickle")

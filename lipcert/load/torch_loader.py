@@ -29,10 +29,18 @@ PICKLE_REFUSAL = (
 )
 
 
+# torch.save's legacy (non-zip) format, _use_new_zipfile_serialization=False: a pickle whose first
+# record is torch's magic number 0x1950a86a20f9469cfc6c (protocol 2, LONG1 of 10 bytes).
+LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"
+
+
 def archive_kind(path: Path) -> str:
-    """'torchscript', 'export', 'torch-save' or 'unknown', from the zip archive's records."""
+    """'torchscript', 'export', 'torch-save' or 'unknown', from the zip archive's records
+    (or, for torch.save's legacy format, the file's first bytes)."""
     if not zipfile.is_zipfile(path):
-        return "unknown"
+        with open(path, "rb") as handle:
+            legacy = handle.read(len(LEGACY_TORCH_MAGIC)) == LEGACY_TORCH_MAGIC
+        return "torch-save" if legacy else "unknown"
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()

@@ -16,10 +16,30 @@ if TYPE_CHECKING:
     from lipcert.result import Certificate
 
 
+_capture: list[Console] = []  # while rendered() runs: the console stdout output goes to instead
+
+
 def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
+    if _capture and not stderr:
+        return _capture[-1]
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def rendered(print_fn: Callable[..., None], *args: object) -> str:
+    """What print_fn(*args) would print on stdout, as plain text (for `--format table --output FILE`)."""
+    import io
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    _capture.append(Console(file=buffer, width=160, no_color=True, highlight=False, soft_wrap=False))
+    try:
+        print_fn(*args)
+    finally:
+        _capture.pop()
+    return buffer.getvalue()
 
 
 def print_error(message: str) -> None:
@@ -28,6 +48,10 @@ def print_error(message: str) -> None:
 
 def print_warning(message: str) -> None:
     _console(stderr=True).print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True)
+
+
+def print_note(message: str) -> None:
+    _console(stderr=True).print(f"note: {message}", markup=False, soft_wrap=True)
 
 
 def print_inspect(model: LoadedModel, verdict: str) -> None:
@@ -59,6 +83,19 @@ def print_inspect(model: LoadedModel, verdict: str) -> None:
         f"full LipSDP matrix {net.lmi_size}x{net.lmi_size}"
     )
     console.print(verdict)
+
+
+def print_onnx_nodes(path: object, rows: list[tuple[str, str, str]]) -> None:
+    """The ONNX nodes of a model lipcert cannot trace, with how each operator is read (or not)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"{path}: ONNX nodes (the model could not be traced; the verdict follows)")
+    for column in ("node", "operator", "how lipcert reads it"):
+        table.add_column(column)
+    for name, op, how in rows:
+        table.add_row(escape(name), op, escape(how))
+    _console().print(table)
 
 
 def print_ops() -> None:

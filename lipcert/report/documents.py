@@ -12,20 +12,31 @@ from lipcert.versions import versions
 
 
 def as_json(data: Any) -> str:
-    return json.dumps(data, indent=2) + "\n"
+    """Strict JSON: a NaN or infinity is refused here rather than written as invalid JSON."""
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
 
 
-def certificate_json(cert: Certificate) -> dict[str, Any]:
-    """The certificate as documented in README.md (schema: lipcert.report.schema.CERTIFICATE)."""
+def certificate_json(
+    cert: Certificate, *, gates: dict[str, Any] | None = None, arch: str | None = None
+) -> dict[str, Any]:
+    """The certificate as documented in README.md (schema: lipcert.report.schema.CERTIFICATE).
+
+    `gates`: the thresholds applied and their verdict (lipcert.gates.Verdict.as_json), None without
+    gates; `arch`: the --arch a state_dict was built with.
+    """
     data = asdict(cert)
     data["schema_version"] = SCHEMA_VERSION
     data["reused_blocks"] = cert.reused_blocks
     data["ratio"] = cert.ratio
     data["versions"] = versions()
+    data["arch"] = arch
+    data["gates"] = gates
     return data
 
 
-def pairs_json(model: Any, results: list[Any], full: Certificate | None) -> dict:  # LoadedModel, PairBound
+def pairs_json(
+    model: Any, results: list[Any], full: Certificate | None, *, gates: dict | None = None, arch: str | None = None
+) -> dict:  # LoadedModel, PairBound
     """The --pairs all report; `lipcert radius --bounds` reads it back."""
     first = results[0].certificate
     return {
@@ -40,16 +51,28 @@ def pairs_json(model: Any, results: list[Any], full: Certificate | None) -> dict
         "pairs": [{"i": r.i, "j": r.j, "bound": r.bound} for r in results],
         "seconds": max(r.certificate.seconds for r in results),  # one solve pass for all pairs
         "versions": versions(),
+        "arch": arch,
+        "gates": gates,
     }
 
 
-def radius_json(model: Path, sha256: str, radii, fractions: dict) -> dict:  # noqa: ANN001 - a Radii
+def radius_json(
+    model: Path,
+    sha256: str,
+    radii,  # noqa: ANN001 - a lipcert.radius.Radii
+    fractions: dict,
+    gate: dict | None = None,
+    arch: str | None = None,
+) -> dict:
+    """Per input radii and the certified fractions; `gate`: --min-certified's threshold and verdict."""
     return {
         "model": str(model),
         "sha256": sha256,
+        "arch": arch,
         "inputs": [
             {"predicted": int(p), "radius": float(r), "margins": [float(m) for m in row]}
             for p, r, row in zip(radii.predicted, radii.radius, radii.margins)
         ],
         "certified_fraction": [{"eps": e, "fraction": f} for e, f in fractions.items()],
+        "gates": gate,
     }

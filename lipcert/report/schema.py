@@ -36,6 +36,39 @@ GROUP = {
     "additionalProperties": False,
 }
 
+BASELINE = {
+    "type": "object",
+    "required": ["path", "bound", "model"],
+    "properties": {"path": {"type": "string"}, "bound": {"type": "number"}, "model": {"type": "string"}},
+    "additionalProperties": False,
+}
+
+# What the gates decided (lipcert.gates.Verdict): the value judged, every threshold applied, the verdict.
+GATES = {
+    "type": ["object", "null"],
+    "required": [
+        "gated",
+        "value",
+        "max_lipschitz",
+        "baseline",
+        "max_increase",
+        "allowed_by_baseline",
+        "verdict",
+        "failures",
+    ],
+    "properties": {
+        "gated": {"type": "string"},
+        "value": {"type": "number"},
+        "max_lipschitz": {"type": ["number", "null"], "minimum": 0},
+        "baseline": {"oneOf": [{"type": "null"}, BASELINE]},
+        "max_increase": {"type": ["number", "null"], "minimum": 0},
+        "allowed_by_baseline": _NUMBER_OR_NULL,
+        "verdict": {"enum": ["pass", "fail"]},
+        "failures": {"type": "array", "items": {"type": "string"}},
+    },
+    "additionalProperties": False,
+}
+
 CERTIFICATE = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "lipcert certificate",
@@ -43,7 +76,7 @@ CERTIFICATE = {
     "required": [
         "schema_version", "model", "sha256", "bound", "method", "combine", "plan", "blocks", "groups",
         "seconds", "input_shape", "output_shape", "notes", "lower", "ratio", "reused_blocks", "versions",
-        "cached_blocks", "selection", "combined_by",
+        "cached_blocks", "selection", "combined_by", "arch", "gates",
     ],
     "properties": {
         "schema_version": {"const": 1},
@@ -66,6 +99,8 @@ CERTIFICATE = {
         "selection": {"type": "string"},
         "combined_by": {"enum": ["product", "whole", "naive"]},
         "versions": {"type": "object", "additionalProperties": {"type": "string"}},
+        "arch": {"type": ["string", "null"]},
+        "gates": GATES,
     },
     "additionalProperties": False,
 }  # fmt: skip

@@ -72,3 +72,15 @@ def sweep_csv(points: list) -> str:
     for p in points:
         writer.writerow([p.split, p.combine, repr(p.bound), f"{p.seconds:.3f}"])
     return buffer.getvalue()
+
+
+LOWER_COLUMNS = ("model", "sha256", "lower", "evaluations", "seed", "starts", "steps")
+
+
+def lower_csv(data: dict[str, Any]) -> str:
+    """`lipcert lower --format csv`: one row."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(LOWER_COLUMNS)
+    writer.writerow([repr(data[c]) if c == "lower" else data[c] for c in LOWER_COLUMNS])
+    return buffer.getvalue()
