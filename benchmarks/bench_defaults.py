@@ -36,18 +36,17 @@ def run(repo: Path, model: Path, timeout: float) -> dict:
         began = time.perf_counter()
         cmd = [sys.executable, "-m", "lipcert", "estimate", str(model), "--format", "json", "--jobs", "2"]
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=repo, start_new_session=True)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+        status, usage = _wait(proc.pid, began + timeout)
+        if usage is None:
             os.killpg(proc.pid, signal.SIGKILL)
             row["timed_out"] = True
-        _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
+            _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
         row["seconds"] = round(time.perf_counter() - began, 1)
-        usage = usage or _children_usage()
-        row["peak_rss_mib"] = round(usage.ru_maxrss / 1024)
+        row["peak_rss_mib"] = round(usage.ru_maxrss / 1024)  # this run's process tree only
         out.seek(0)
         err.seek(0)
-        text, row["exit"] = out.read(), proc.returncode if proc.returncode is not None else status
+        text, row["exit"] = out.read(), proc.returncode
         try:
             cert = json.loads(text)
             row.update(bound=cert["bound"], combined_by=cert.get("combined_by", "product"), plan=cert["plan"])
@@ -57,10 +56,14 @@ def run(repo: Path, model: Path, timeout: float) -> dict:
     return row
 
 
-def _children_usage():  # noqa: ANN202 - resource.struct_rusage
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_CHILDREN)
+def _wait(pid: int, until: float):  # noqa: ANN202 - (wait status, resource.struct_rusage | None)
+    """Reap the process with its own rusage (os.wait4), or (0, None) at `until`."""
+    while time.perf_counter() < until:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            return status, usage
+        time.sleep(0.5)
+    return 0, None
 
 
 def table(rows: list[dict], repos: list[Path]) -> str:

@@ -294,3 +294,20 @@ def _randomise_batchnorm(model: torch.nn.Module) -> None:
                 m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=gen))
                 m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=gen))
                 m.weight.copy_(0.5 + torch.rand(m.num_features, generator=gen))
+
+
+def break_the_solver(monkeypatch) -> None:  # noqa: ANN001 - pytest.MonkeyPatch
+    """SCS raises and the naive fallback cannot be certified either: no sound bound exists (exit 6)."""
+    import scs
+
+    import lipcert.naive
+
+    class Exploding:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise RuntimeError("boom")
+
+    def no_naive(net: object) -> float:
+        raise ArithmeticError("could not certify an eigenvalue bound")
+
+    monkeypatch.setattr(scs, "SCS", Exploding)
+    monkeypatch.setattr(lipcert.naive, "naive_bound", no_naive)

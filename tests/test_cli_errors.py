@@ -167,20 +167,10 @@ def test_bad_split_is_a_usage_error(split: str) -> None:
 
 def test_a_solver_failure_with_no_sound_fallback_exits_6(monkeypatch: pytest.MonkeyPatch) -> None:
     """SCS raises and the naive bound cannot be certified either: no sound bound exists, exit 6."""
-    import scs
-
-    import lipcert.naive
     from lipcert.errors import EXIT_SOLVER
+    from tests.support import break_the_solver
 
-    class Exploding:
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            raise RuntimeError("boom")
-
-    def no_naive(net: object) -> float:
-        raise ArithmeticError("could not certify an eigenvalue bound")
-
-    monkeypatch.setattr(scs, "SCS", Exploding)
-    monkeypatch.setattr(lipcert.naive, "naive_bound", no_naive)
+    break_the_solver(monkeypatch)
     result = run("estimate", str(SAMPLES / "digits_chain.onnx"), "--split", "1x1", "--jobs", "1", "--no-chordal")
     assert result.exit_code == EXIT_SOLVER
     assert "no sound bound" in result.output and "naive bound failed" in result.output

@@ -78,20 +78,10 @@ def _unsupported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def _solver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """SCS raises and the naive fallback cannot be certified either (as in test_cli_errors)."""
-    import scs
+    """SCS raises and the naive fallback cannot be certified either."""
+    from tests.support import break_the_solver
 
-    import lipcert.naive
-
-    class Exploding:
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            raise RuntimeError("boom")
-
-    def no_naive(net: object) -> float:
-        raise ArithmeticError("could not certify an eigenvalue bound")
-
-    monkeypatch.setattr(scs, "SCS", Exploding)
-    monkeypatch.setattr(lipcert.naive, "naive_bound", no_naive)
+    break_the_solver(monkeypatch)
     return ["estimate", CHAIN, "--split", "1x1", "--jobs", "1", "--no-chordal"]
 
 
