@@ -65,7 +65,7 @@ def start_solving(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
     raise AssertionError("the workers never started solving")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_no_worker_outlives_its_parent(tmp_path: Path, signum: int) -> None:
     process, kids = start_solving(tmp_path)
     time.sleep(1.0)
