@@ -47,12 +47,12 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def start_solving(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
+def start_solving(tmp_path: Path, start_new_session: bool = False) -> tuple[subprocess.Popen, list[int]]:
     """The estimate, once two workers are in an SCS solve; and its children."""
     out = tmp_path / "out.json"
     process = subprocess.Popen(
         [sys.executable, "-m", "lipcert", *COMMAND, "--format", "json", "--output", str(out)],
-        cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=start_new_session,
     )  # fmt: skip
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -74,3 +74,15 @@ def test_no_worker_outlives_its_parent(tmp_path: Path, signum: int) -> None:
     time.sleep(10)
     assert [k for k in kids if alive(k)] == []
     assert list(tmp_path.iterdir()) == []  # no output, no temporary file
+
+
+def test_ctrl_c_to_the_process_group_stops_parent_and_workers(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches every process of the group: still one line, exit 130, nobody left."""
+    process, kids = start_solving(tmp_path, start_new_session=True)
+    time.sleep(1.0)
+    os.killpg(process.pid, signal.SIGINT)
+    process.wait(timeout=60)
+    time.sleep(5)
+    assert process.returncode == 130
+    assert [k for k in kids if alive(k)] == []
+    assert list(tmp_path.iterdir()) == []
