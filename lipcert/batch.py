@@ -5,6 +5,10 @@ and the options, and the CSV is rewritten atomically after every model. A run ki
 any moment and started again loads what was done and solves only what was not. The CSV
 holds no timings, so an interrupted-and-resumed run writes the same file as an
 uninterrupted one.
+
+Any error in one model, a bug included (exit code 1 in its row), becomes that model's row and
+the run goes on. A signal does not: it stops the run, and the model it stopped leaves no row
+and no record, so a rerun solves it again.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from lipcert.errors import EXIT_UNSUPPORTED, BadInputError, LipcertError
+from lipcert.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_UNSUPPORTED, BadInputError, LipcertError
 from lipcert.estimate import EstimateOptions, ProgressCallback, estimate
 from lipcert.load import file_sha256, load_model
 from lipcert.report.files import write_atomic
@@ -87,7 +91,10 @@ def _certify_one(
     report: BatchReport,
     output_node: str | None = None,
 ) -> BatchRow:
-    digest = file_sha256(path)
+    try:
+        digest = file_sha256(path)
+    except OSError as err:  # unreadable (permissions, vanished since the folder was listed): its row says so
+        return BatchRow(str(path), "", "error", exit_code=EXIT_BAD_INPUT, error=f"cannot read {path}: {err}")
     record = cache_dir / "models" / f"{_model_key(digest, options, output_node)}.json"
     if record.is_file():
         try:
@@ -97,7 +104,8 @@ def _certify_one(
         except (ValueError, TypeError):
             pass  # an unreadable record is solved again
     row = _estimate_row(path, digest, options, on_block, report, output_node)
-    write_atomic(record, json.dumps(asdict(row)))
+    if row.exit_code != EXIT_INTERNAL:  # a bug may be fixed, or was transient: the next run tries again
+        write_atomic(record, json.dumps(asdict(row)))
     return row
 
 
@@ -115,6 +123,9 @@ def _estimate_row(
         return BatchRow(str(path), digest, "error", exit_code=err.exit_code, error=str(err))
     except MemoryError:
         return BatchRow(str(path), digest, "error", exit_code=EXIT_UNSUPPORTED, error="out of memory")
+    except Exception as err:  # a bug in one model must not cost the others their rows (signals are not Exceptions)
+        why = f"internal error ({type(err).__name__}: {err}); please report it"
+        return BatchRow(str(path), digest, "error", exit_code=EXIT_INTERNAL, error=why)
     distinct = len(cert.blocks) - cert.reused_blocks
     report.cached_blocks += cert.cached_blocks
     report.solved_blocks += distinct - cert.cached_blocks

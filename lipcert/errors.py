@@ -24,6 +24,8 @@ EXIT_BAD_INPUT = 4
 EXIT_UNSUPPORTED = 5
 EXIT_SOLVER = 6
 EXIT_UNDER_CERTIFIED = 7
+EXIT_SIGINT = 130  # 128 + SIGINT, as a shell reports a process that Ctrl-C stopped
+EXIT_SIGTERM = 143  # 128 + SIGTERM
 
 
 class LipcertError(Exception):
@@ -46,3 +48,19 @@ class ModelTooLargeError(UnsupportedModelError):
 
 class SolverError(LipcertError):
     exit_code = EXIT_SOLVER
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the work; exit_code is 130 or 143.
+
+    A KeyboardInterrupt, not a LipcertError: the many `except Exception` that turn solver trouble
+    into a fallback bound, or a broken model into a batch row, must never catch a signal.
+    """
+
+    def __init__(self, exit_code: int = EXIT_SIGINT) -> None:
+        super().__init__(exit_code)  # the args rebuild it when it is pickled back from a worker
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        name = "SIGTERM" if self.exit_code == EXIT_SIGTERM else "SIGINT"
+        return f"interrupted by {name}; nothing was written"

@@ -3,11 +3,22 @@
 Every block runs with single-threaded BLAS, whichever executor runs it, so the verified
 bound is the same bit for bit everywhere (multi-threaded LAPACK may round differently),
 and a pool of N workers on N cores does not oversubscribe them.
+
+Workers die with their parent, however it dies: on Linux the kernel kills them when it goes
+(PR_SET_PDEATHSIG), elsewhere a watchdog thread in each worker sees the parent gone; and every
+way out of run_jobs, a signal or an error included, stops the pool or cancels the Dask tasks.
+Workers write no files: the parent alone caches what they return.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -112,11 +123,64 @@ def _run_pool(jobs: list[BlockJob], workers: int, on_done: Callback | None) -> d
     # spawn, not fork: a forked copy of a process that already runs BLAS or torch threads can hang.
     context = multiprocessing.get_context("spawn")
     results: dict[str, BlockOutcome] = {}
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(jobs)), mp_context=context, initializer=tie_to_parent, initargs=(os.getpid(),)
+    )
+    try:
         futures = [pool.submit(certify_job, job) for job in _largest_first(jobs)]
         for future in as_completed(futures):
             _record(results, future.result(), on_done)
+    except BaseException:  # a signal, a worker's error, a failing callback: no worker goes on solving
+        _kill_pool(pool)
+        raise
+    pool.shutdown(wait=True)
     return results
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+WATCHDOG_SECONDS = 1.0
+
+
+def tie_to_parent(parent: int) -> None:
+    """Pool initialiser: this worker dies when its parent does, even by SIGKILL.
+
+    Ctrl-C reaches the whole process group; a worker leaves it to the parent, which stops the
+    pool (an SCS solve still catches it and ends the job with Interrupted, which the parent sees).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not (sys.platform.startswith("linux") and _parent_death_signal(signal.SIGKILL)):
+        threading.Thread(target=_watch_parent, args=(parent,), name="lipcert-watchdog", daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the tie was made
+        os._exit(1)
+
+
+def _parent_death_signal(signum: int) -> bool:
+    """Ask Linux to send signum when the parent ends; False if it cannot be asked."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int) -> None:
+    """Where the kernel cannot do it: once the parent is gone this process is re-parented; end it."""
+    while os.getppid() == parent:
+        time.sleep(WATCHDOG_SECONDS)
+    os._exit(1)
+
+
+def _kill_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop now: cancel what has not started, kill what runs (solves cannot be stopped half way)."""
+    # No public way to end running workers before Python 3.14's kill_workers(); this mirrors it.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError):  # already gone, or already closed
+            process.kill()
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AssertionError):
+            process.join(timeout=5)
 
 
 def _run_dask(jobs: list[BlockJob], scheduler: str, on_done: Callback | None) -> dict[str, BlockOutcome]:
@@ -134,8 +198,12 @@ def _run_dask(jobs: list[BlockJob], scheduler: str, on_done: Callback | None) ->
     results: dict[str, BlockOutcome] = {}
     with client:
         futures = client.map(certify_job, _largest_first(jobs), pure=False)
-        for future in dask_completed(futures):
-            _record(results, future.result(), on_done)
+        try:
+            for future in dask_completed(futures):
+                _record(results, future.result(), on_done)
+        except BaseException:  # nobody will read them: the scheduler drops the tasks not yet started
+            client.cancel(futures)
+            raise
     return results
 
 

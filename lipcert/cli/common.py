@@ -113,14 +113,23 @@ ThresholdOpt = Annotated[
 
 
 def handles_errors(fn: F) -> F:
-    """Turn lipcert errors into a message and the documented exit code, never a traceback."""
+    """Turn lipcert errors into a message and the documented exit code, never a traceback.
+
+    SIGINT and SIGTERM stop the command with one line and 130 or 143 (lipcert.interrupts).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from lipcert.interrupts import as_interrupted, stop_on_signals
         from lipcert.report.console import print_error
 
         try:
-            return fn(*args, **kwargs)
+            with stop_on_signals():
+                return fn(*args, **kwargs)
+        except KeyboardInterrupt as interrupt:  # Interrupted (SIGTERM, or SCS stopped by SIGINT) too
+            stopped = as_interrupted(interrupt)
+            print_error(str(stopped))
+            raise typer.Exit(stopped.exit_code) from None
         except LipcertError as err:
             print_error(str(err))
             raise typer.Exit(err.exit_code) from None

@@ -3,7 +3,8 @@
 The only number certify_block reports as a bound is either a verified LipSDP value
 (verify.py) or the naive product-of-norms bound; which one, and why, is recorded in
 `source`. Solver trouble of any kind (exceptions, NaN, infeasible, limits, failed
-verification) ends in the fallback, never in an exception.
+verification) ends in the fallback, never in an exception. A signal is not solver trouble:
+an interrupted solve raises (lipcert.errors.Interrupted) and is never made a fallback bound.
 
 Accuracy is reached by continuation: solve at a loose eps, polish and verify; while the
 verified bound is further than `target_gap` above the solver's estimate of the SDP

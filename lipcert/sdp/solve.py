@@ -6,6 +6,10 @@ iteration count, the exact status and a warm start from any earlier point (anoth
 multipliers, or a looser solve) are available. SCS is the solver; it is imported only when a
 solve runs. The objective returned here is the solver's raw ρ: it is NOT a bound (MATH.md §3);
 verify.py makes one.
+
+A solve stopped by a signal is never an outcome: SCS catches SIGINT and returns 'interrupted',
+which is raised here as lipcert.errors.Interrupted, so that no fallback bound is made of it.
+What SCS prints never reaches stdout (lipcert.quiet.solver_stdout).
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import numpy as np
 from cvxpy.reductions.solvers.conic_solvers.conic_solver import dims_to_solver_dict
 
 from lipcert.defaults import SolverSettings
+from lipcert.errors import Interrupted
+from lipcert.interrupts import run_interruptibly
+from lipcert.quiet import solver_stdout
 from lipcert.sdp.model import LipSdpProblem
 
 STATUSES = (
@@ -30,6 +37,7 @@ STATUSES = (
     "time_limit",
     "error",
 )
+INTERRUPTED = "interrupted"  # SIGINT during the solve: never returned, raised (Interrupted)
 
 
 @dataclass(frozen=True)
@@ -106,7 +114,8 @@ class ConicSolver(Protocol):
     """A conic solver lipcert can drive: SCS's data (A, b, c), its cones, settings, a start.
 
     `solve` returns SCS's solution dictionary (x, y, s, info), and `status` maps its info to one
-    of STATUSES. It may raise for any solver trouble; the driver turns that into a failure.
+    of STATUSES, or INTERRUPTED. It may raise for any solver trouble; the driver turns that into
+    a failure.
     """
 
     name: str
@@ -146,6 +155,8 @@ class Scs:
     def status(self, info: dict[str, Any]) -> str:
         """Normalise SCS's status (status_val and its text) to one of STATUSES."""
         val, text = int(info.get("status_val", -4)), str(info.get("status", ""))
+        if val == -5 or "interrupted" in text:  # SCS_SIGINT: its own SIGINT handler stopped it
+            return INTERRUPTED
         if "max_iters" in text:
             return "iteration_limit"
         if "time_limit" in text:
@@ -179,12 +190,21 @@ def solve_lipsdp(
     x0, y0, s0 = _warm_arrays(compiled, warm if settings.warm_start else None, problem)
     start = time.perf_counter()
     try:
-        sol = solver.solve(_scs_data(compiled), compiled.cones, settings, None if x0 is None else (x0, y0, s0))
-    except Exception as exc:  # solvers raise assorted errors; all mean "no answer"
+        sol = _run_quietly(solver, compiled, settings, None if x0 is None else (x0, y0, s0))
+    except Exception as exc:  # solvers raise assorted errors; all mean "no answer" (signals are not Exceptions)
         elapsed = time.perf_counter() - start
         return _failure(f"{solver.name} raised {type(exc).__name__}: {exc}", compiled.seconds, elapsed)
     elapsed = time.perf_counter() - start
-    return _outcome(sol, problem, solver.status(sol.get("info", {})), compiled.seconds, elapsed)
+    status = solver.status(sol.get("info", {}))
+    if status == INTERRUPTED:
+        raise Interrupted()  # SCS only ever catches SIGINT
+    return _outcome(sol, problem, status, compiled.seconds, elapsed)
+
+
+def _run_quietly(solver: ConicSolver, compiled: _Compiled, settings: SolverSettings, start: tuple | None) -> dict:
+    """The solve with its prints off stdout, where a signal handler can stop it (lipcert.interrupts)."""
+    with solver_stdout(settings.verbose):
+        return run_interruptibly(lambda: solver.solve(_scs_data(compiled), compiled.cones, settings, start))
 
 
 def _scs_data(compiled: _Compiled) -> dict[str, Any]:
