@@ -91,8 +91,6 @@ def test_a_table_written_to_a_file_is_the_table(tmp_path: Path) -> None:
 def test_help_shows_every_default() -> None:
     """Each option either has a value to show or says what happens without it (show_default text)."""
     for name, command in commands().items():
-        if name == "batch":
-            continue  # lipcert/cli/batch_cmd.py is being changed on another branch (signals, workers)
         for param in command.params:
             if not is_option(param) or param.name == "help" or param.required:
                 continue

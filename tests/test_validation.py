@@ -85,6 +85,12 @@ def test_other_outputs_are_checked_too(tmp_path: Path, command: str, option: str
     assert f"{option} {tmp_path} is a directory" in result.output
 
 
+def test_batch_checks_its_csv_before_the_first_model(tmp_path: Path) -> None:
+    result = run("batch", str(Path(CHAIN).parent), "--output", str(tmp_path))
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert f"--output {tmp_path} is a directory" in result.output
+
+
 @pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
 def test_written_files_honour_the_umask(tmp_path: Path, mask: int) -> None:
     old = os.umask(mask)

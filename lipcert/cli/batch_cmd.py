@@ -20,6 +20,7 @@ from lipcert.cli.common import (
     SplitOpt,
     TimeOpt,
     WarmOpt,
+    check_output,
     estimate_options,
     handles_errors,
 )  # fmt: skip
@@ -34,7 +35,7 @@ def batch(
     output: Annotated[Path, typer.Option(help="The results CSV (rewritten atomically after each model).")],
     glob: Annotated[str, typer.Option(help="Which files, e.g. '*.onnx' or '**/*.onnx'.")] = "*.onnx",
     cache_dir: Annotated[
-        Path | None, typer.Option(help="Where finished blocks and models are kept [default: OUTPUT.cache].")
+        Path | None, typer.Option(help="Where finished blocks and models are kept.", show_default="OUTPUT.cache")
     ] = None,
     method: MethodOpt = None,
     split: SplitOpt = None,
@@ -59,6 +60,7 @@ def batch(
 
     solver = {"eps": eps, "max_iters": max_iters, "time_limit": time_limit, "warm_start": warm_start}
     options = estimate_options(method, split, plan, combine, solver, max_block_size, jobs, scheduler, chordal)
+    check_output(output)  # before the first model is read, not after it is solved
     files = find_checkpoints(folder, glob)
     cache = cache_dir or output.with_name(output.name + ".cache")
 
