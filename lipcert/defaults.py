@@ -71,6 +71,10 @@ DENSE_LIMIT = 4000
 # Measured with the sparse proof: verivital's 24 112 in 0.25 s of factorisation, 3.4 GiB peak (most
 # of it the model); oval21 cifar_deep's 6756 in 1.4 s.
 VERIFY_LIMIT = 30_000
+# The largest full LMI the chordal path considers (as before the sparse proof): its pattern is
+# formed with [C D]ᵀ[C D], dense over every neuron that a dense output layer reads (verivital's
+# 23 328 neurons behind one Gemm: 22 GiB), and its cliques only pay on small convolutions anyway.
+CHORDAL_LIMIT = DENSE_LIMIT
 # The chain recursion (ECLipsE-style start) forms dense layer-sized matrices: not above this width,
 # so that no dense matrix above DENSE_LIMIT is formed anywhere on the whole-network path.
 CHAIN_WIDTH = DENSE_LIMIT

@@ -102,8 +102,8 @@ def test_choice_refuses_what_it_cannot_verify_or_fit(monkeypatch) -> None:
     choice = decompose.chordal_choice(net, 600)
     assert choice is not None and choice.largest <= 600 and choice.n_cliques > 1
     assert decompose.chordal_choice(net, 10) is None  # no clique fits a budget of 10
-    monkeypatch.setattr(decompose, "VERIFY_LIMIT", net.lmi_size - 1)
-    assert decompose.chordal_choice(net, 600) is None  # the full LMI could not be verified in one piece
+    monkeypatch.setattr(decompose, "CHORDAL_LIMIT", net.lmi_size - 1)
+    assert decompose.chordal_choice(net, 600) is None  # the full LMI is above the chordal path's limit
 
 
 def test_coupled_split_couples_the_depth_groups_within_one_percent_of_the_full_lipsdp() -> None:

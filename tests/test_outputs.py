@@ -22,7 +22,7 @@ import torch
 from typer.testing import CliRunner
 
 from lipcert.cli import app
-from lipcert.errors import EXIT_BAD_INPUT, BadInputError
+from lipcert.errors import EXIT_USAGE, BadInputError
 from lipcert.estimate import EstimateOptions, estimate
 from lipcert.outputs import all_pairs, logit_row, pair_row, parse_pair, select_outputs
 from tests.conftest import ANCHORS_DIR, SAMPLES, load_cached, requires_anchors
@@ -245,33 +245,33 @@ def test_lipsdp_beats_naive_on_a_selection(lipsdp: dict) -> None:
 
 def test_cli_logit_out_of_range() -> None:
     result = run("estimate", str(SAMPLES / "digits_chain.onnx"), "--method", "naive", "--logit", "10")
-    assert result.exit_code == EXIT_BAD_INPUT
+    assert result.exit_code == EXIT_USAGE  # a bad option value
     assert "--logit 10 is out of range" in result.output
     assert "10 outputs (0..9)" in result.output
 
 
 def test_cli_negative_logit() -> None:
     result = run("estimate", str(SAMPLES / "digits_chain.onnx"), "--method", "naive", "--logit", "-1")
-    assert result.exit_code == EXIT_BAD_INPUT
+    assert result.exit_code == EXIT_USAGE  # a bad option value
     assert "(0..9)" in result.output
 
 
 def test_cli_pair_of_one_class() -> None:
     result = run("estimate", str(SAMPLES / "digits_chain.onnx"), "--method", "naive", "--pair", "3,3")
-    assert result.exit_code == EXIT_BAD_INPUT
+    assert result.exit_code == EXIT_USAGE  # a bad option value
     assert "--pair 3,3: the two classes must differ" in result.output
 
 
 @pytest.mark.parametrize("text", ["a,b", "3", "3,--5"])
 def test_cli_pair_not_two_indices(text: str) -> None:
     result = run("estimate", str(SAMPLES / "digits_chain.onnx"), "--method", "naive", "--pair", text)
-    assert result.exit_code == EXIT_BAD_INPUT
+    assert result.exit_code == EXIT_USAGE  # a bad option value
     assert f"--pair '{text}' must be two class indices like 3,5" in result.output
 
 
 def test_cli_pair_out_of_range() -> None:
     result = run("estimate", str(SAMPLES / "digits_chain.onnx"), "--method", "naive", "--pair", "2,12")
-    assert result.exit_code == EXIT_BAD_INPUT
+    assert result.exit_code == EXIT_USAGE  # a bad option value
     assert "--pair 12 is out of range" in result.output
 
 

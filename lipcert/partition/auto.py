@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from lipcert.defaults import DEFAULT_MAX_BLOCK_SIZE, MAX_CLIQUE, VERIFY_LIMIT
+from lipcert.defaults import CHORDAL_LIMIT, DEFAULT_MAX_BLOCK_SIZE, MAX_CLIQUE
 from lipcert.errors import BadInputError
 from lipcert.network.form import Network
 from lipcert.partition.block_sizes import GroupSizer, block_size, plan_block_sizes, tile_block_sizes
@@ -242,8 +242,8 @@ def couple_across_groups(net: Network, plan: Plan, max_block_size: int) -> tuple
         return plan, None
     why = None
     limit = min(max_block_size, MAX_CLIQUE)
-    if net.lmi_size > VERIFY_LIMIT:
-        why = f"the full LMI ({net.lmi_size}) is above {VERIFY_LIMIT}, the largest verified in one piece"
+    if net.lmi_size > CHORDAL_LIMIT:
+        why = f"the full LMI ({net.lmi_size}) is above {CHORDAL_LIMIT}, the largest the chordal path takes"
     elif (largest := chordal_tree(net).largest) > limit:
         why = f"its chordal extension has a clique of {largest}, above {limit} (chordal solves use cliques up to that)"
     if why is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lipcert.defaults import CHORDAL_MIN, COUPLED_BUDGET, MAX_CLIQUE, MAX_SLACKS, MERGE_TARGET, MIN_GAIN, VERIFY_LIMIT
+from lipcert.defaults import CHORDAL_LIMIT, CHORDAL_MIN, COUPLED_BUDGET, MAX_CLIQUE, MAX_SLACKS, MERGE_TARGET, MIN_GAIN
 from lipcert.network.form import Network
 from lipcert.partition.block_sizes import block_size, plan_block_sizes
 from lipcert.partition.geometry import group_network
@@ -36,7 +36,7 @@ def chordal_choice(net: Network, max_block_size: int, solved_side: int | None = 
     """
     n = net.lmi_size
     one = solved_side if solved_side is not None else n
-    if n > VERIFY_LIMIT or one <= CHORDAL_MIN or net.n_w == 0 or net.n_x == 0:
+    if n > CHORDAL_LIMIT or one <= CHORDAL_MIN or net.n_w == 0 or net.n_x == 0:
         return None
     tree = chordal_tree(net)
     if tree.largest > min(max_block_size, MAX_CLIQUE):
