@@ -65,7 +65,17 @@ def start_solving(tmp_path: Path, start_new_session: bool = False) -> tuple[subp
     raise AssertionError("the workers never started solving")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+# SIGKILL is the bar (nothing in the parent can run); SIGTERM and SIGINT take the same path as
+# test_signals' mid-solve tests plus the pool shutdown, so they run with the slow tests
+@pytest.mark.parametrize(
+    "signum",
+    [
+        signal.SIGKILL,
+        pytest.param(signal.SIGTERM, marks=pytest.mark.slow),
+        pytest.param(signal.SIGINT, marks=pytest.mark.slow),
+    ],
+    ids=lambda s: s.name,
+)
 def test_no_worker_outlives_its_parent(tmp_path: Path, signum: int) -> None:
     process, kids = start_solving(tmp_path)
     time.sleep(1.0)
