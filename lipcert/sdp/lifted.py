@@ -15,13 +15,17 @@ copied, not computed: only K carries rounding, bounded by the magnitudes of L₀
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import replace
+from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from lipcert.network.form import Network
-from lipcert.sdp.lipsdp import lmi_matrix, stacked_maps
+from lipcert.sdp.lipsdp import DenseAssembly, lmi_matrix, stacked_maps
+
+T = TypeVar("T")
 
 
 def without_outputs(net: Network) -> Network:
@@ -35,23 +39,37 @@ def without_outputs(net: Network) -> Network:
     )
 
 
-_CACHE: dict[int, tuple[weakref.ref, tuple]] = {}  # id(net) -> (weak reference, parts): a few nets at a time
+_CACHE: dict[tuple[int, str], tuple[weakref.ref, object]] = {}  # (id(net), what) -> (weak reference, value)
+
+
+def per_network(net: Network, what: str, build: Callable[[Network], T]) -> T:
+    """build(net), cached per network object and name (by identity: a Network holds arrays and
+    does not hash), for a few networks at a time."""
+    hit = _CACHE.get((id(net), what))
+    if hit is not None and hit[0]() is net:
+        return hit[1]
+    value = build(net)
+    for key in [k for k, (ref, _) in _CACHE.items() if ref() is None]:
+        del _CACHE[key]
+    if len(_CACHE) >= 16:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[(id(net), what)] = (weakref.ref(net), value)
+    return value
+
+
+def _build_parts(net: Network) -> tuple[Network, sp.csr_matrix, sp.csr_matrix]:
+    M, Y = stacked_maps(net)
+    return without_outputs(net), M, Y
 
 
 def _parts(net: Network) -> tuple[Network, sp.csr_matrix, sp.csr_matrix]:
-    """(network without outputs, M = [A B], Y = [C D]), cached per network object (by identity:
-    a Network holds arrays and does not hash)."""
-    hit = _CACHE.get(id(net))
-    if hit is not None and hit[0]() is net:
-        return hit[1]
-    M, Y = stacked_maps(net)
-    parts = (without_outputs(net), M, Y)
-    for key in [k for k, (ref, _) in _CACHE.items() if ref() is None]:
-        del _CACHE[key]
-    if len(_CACHE) >= 8:
-        _CACHE.pop(next(iter(_CACHE)))
-    _CACHE[id(net)] = (weakref.ref(net), parts)
-    return parts
+    """(network without outputs, M = [A B], Y = [C D])."""
+    return per_network(net, "parts", _build_parts)
+
+
+def dense_assembly(net: Network) -> DenseAssembly:
+    """L(λ, 0) of net as a dense array for many λ (the descent's estimates), built once per network."""
+    return per_network(net, "dense assembly", DenseAssembly.of)
 
 
 def output_map(net: Network) -> sp.csr_matrix:

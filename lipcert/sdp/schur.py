@@ -20,7 +20,8 @@ multiple, each such vector is an element of the subdifferential, and `descent.py
 the top few by a smoothed maximum (see there).
 
 Up to DENSE_LIMIT (LMI side) the dense Schur complement is used, as before the sparse path
-existed (its results are unchanged bit for bit); above it, the sparse operator. Everything here
+existed (its L(λ, 0) assembled by lipsdp.DenseAssembly, equal to lmi_matrix's up to rounding);
+above it, the sparse operator. Everything here
 is an estimate: lipcert.sdp.verify proves a bound above it.
 """
 
@@ -36,8 +37,7 @@ import scipy.sparse.linalg as spla
 from lipcert.defaults import DENSE_LIMIT
 from lipcert.linalg import blas_threads, largest_eigenvalue_estimate
 from lipcert.network.form import Network
-from lipcert.sdp.lifted import inner_lmi, output_map, pre_activation_map
-from lipcert.sdp.lipsdp import lmi_matrix, stacked_maps
+from lipcert.sdp.lifted import dense_assembly, inner_lmi, output_map, pre_activation_map
 
 EXPLICIT_INPUTS = 256  # up to this many inputs the sparse path forms the n_x × n_x complement
 LANCZOS_TOL = 1e-10  # relative accuracy asked of ARPACK
@@ -55,7 +55,7 @@ def _schur_parts(
     net: Network, lam: np.ndarray, input_weights: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(S, chol, Y): S = Π^{-1/2}(P − Q R⁻¹ Qᵀ)Π^{-1/2}, −R = chol cholᵀ, Y = chol⁻¹ Qᵀ."""
-    H = lmi_matrix(net, lam, 0.0).toarray()
+    H = dense_assembly(net).matrix(lam)
     n_x = net.n_x
     P, Q, R = H[:n_x, :n_x], H[:n_x, n_x:], H[n_x:, n_x:]
     if not np.all(np.isfinite(H)):
@@ -94,8 +94,7 @@ def _dense_rho_and_gradient(net: Network, lam: np.ndarray) -> tuple[float, np.nd
     value, vec = la.eigh(S, subset_by_index=[n_x - 1, n_x - 1])
     u = vec[:, 0]
     w = la.solve_triangular(chol.T, Y @ u, lower=False, check_finite=False)
-    M, _ = stacked_maps(net)
-    v = M @ np.concatenate([u, w])
+    v = pre_activation_map(net) @ np.concatenate([u, w])
     return float(value[0]), (w - net.alpha * v) * (net.beta * v - w)
 
 
