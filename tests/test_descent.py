@@ -92,3 +92,20 @@ def test_mnistfc_reaches_target_within_a_minute() -> None:
     assert check.certified and check.bound >= published_lower_bounds()[name]
     assert check.bound <= 316.0
     assert time.perf_counter() - start <= 90  # 60 s target; slack for a loaded machine
+
+
+def test_extension_goes_on_only_while_wanted() -> None:
+    """Past its budget the descent goes on only if the extension's test holds for the best ρ*."""
+    net = random_net(4)
+    lam = feasible_multipliers(net, 4)
+    asked: list[float] = []
+
+    def never(rho: float) -> bool:
+        asked.append(rho)
+        return False
+
+    stopped = descent.minimise_rho(net, lam, iterations=10, seconds=0.0, extension=(60.0, never))
+    assert asked and stopped.history == []  # asked once at the budget, then stopped
+    extended = descent.minimise_rho(net, lam, iterations=10, seconds=0.0, extension=(60.0, lambda rho: True))
+    reference = descent.minimise_rho(net, lam, iterations=10, seconds=60.0)
+    assert extended.rho == reference.rho and np.array_equal(extended.lam, reference.lam)
