@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from lipcert.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_UNSUPPORTED, BadInputError, LipcertError
-from lipcert.estimate import EstimateOptions, ProgressCallback, estimate
+from lipcert.estimate import EstimateOptions, ProgressCallback, after_loading, estimate
 from lipcert.load import file_sha256, load_model
 from lipcert.report.files import write_atomic
 from lipcert.report.tables import rows_csv
@@ -118,7 +119,9 @@ def _estimate_row(
     output_node: str | None = None,
 ) -> BatchRow:
     try:
-        cert = estimate(load_model(path, output_node=output_node), options, on_block)
+        began = time.perf_counter()
+        loaded = load_model(path, output_node=output_node)
+        cert = estimate(loaded, after_loading(options, began), on_block)
     except LipcertError as err:
         return BatchRow(str(path), digest, "error", exit_code=err.exit_code, error=str(err))
     except MemoryError:

@@ -20,6 +20,7 @@ from lipcert.defaults import (
     FINAL_RESERVE,
     FIRST_DESCENT_SHARE,
     MIN_DESCENT_ITERATIONS,
+    PROOF_RESERVE,
     SolverSettings,
 )
 from lipcert.errors import BadInputError, ModelTooLargeError
@@ -75,6 +76,12 @@ class EstimateOptions:
 
 
 ProgressCallback = Callable[[BlockOutcome, int, int], None]  # outcome, done, total
+
+
+def after_loading(options: EstimateOptions, began: float) -> EstimateOptions:
+    """The options with loading's time (since time.perf_counter() read `began`) taken from the budget,
+    so that --time-limit bounds the command, not only its solves (at least 1 s is left)."""
+    return replace(options, time_limit=max(options.time_limit - (time.perf_counter() - began), 1.0))
 
 
 def estimate(model: LoadedModel, options: EstimateOptions, progress: ProgressCallback | None = None) -> Certificate:
@@ -138,8 +145,13 @@ def estimate_many(
         prepared.append((k, _Prepared(opts, net, plan, groups)))
     whole = [p for _, p in prepared if p.wants_whole]
     iterations = max(MIN_DESCENT_ITERATIONS, DESCENT_ITERATIONS // max(len(whole), 1))
-    for p in whole:
-        _certify_whole_first(p, iterations, FIRST_DESCENT_SHARE * (deadline - time.perf_counter()) / len(whole))
+    for k, p in enumerate(whole):
+        # The first descents share FIRST_DESCENT_SHARE of what is left; a single one may go on
+        # until PROOF_RESERVE of the budget is left, should no block be able to beat it.
+        until = deadline - PROOF_RESERVE * options[0].time_limit if len(whole) == 1 else None
+        _certify_whole_first(
+            p, iterations, FIRST_DESCENT_SHARE * (deadline - time.perf_counter()) / (len(whole) - k), until
+        )
     if prepared:
         needed = [g for _, p in prepared if p.solve_blocks for g in p.groups]
         reserve = FINAL_RESERVE * options[0].time_limit if whole else 0.0
@@ -151,15 +163,26 @@ def estimate_many(
     return [done[k] for k in range(len(options))]
 
 
-def _certify_whole_first(p: _Prepared, iterations: int, seconds: float) -> None:
-    """naive, then the whole-network descent from the default starts; then whether blocks can still help."""
+def _certify_whole_first(p: _Prepared, iterations: int, seconds: float, until: float | None) -> None:
+    """naive, then the whole-network descent from the default starts; then whether blocks can still help.
+
+    Each group's bound is at least the norm of its linear maps with slopes in [α, β], so the
+    product cannot go below their product (the floor): when the whole network is already there,
+    the blocks cannot help, and they are not solved. Under auto, a descent that is below the floor
+    when its `seconds` (from the call) run out goes on, up to `until` (time.perf_counter(); None:
+    it does not), since no block will need the time.
+    """
+    began = time.perf_counter()
     p.naive = naive_bound(p.net)
-    p.whole = whole_network_certificate(p.net, default_starts(p.net), iterations, seconds)
-    if p.plan.combine is Combine.AUTO and p.whole is not None and p.whole.verification.certified:
-        # Each group's bound is at least the norm of its linear maps with slopes in [α, β], so the
-        # product cannot go below their product: when the whole network is already there, the
-        # blocks cannot help, and they are not solved.
-        p.floor = product_floor(p.groups)
+    auto = p.plan.combine is Combine.AUTO
+    p.floor = product_floor(p.groups) if auto else 0.0
+    starts = default_starts(p.net)
+    now = time.perf_counter()
+    extension = None
+    if auto and until is not None and until > began + seconds:
+        extension = (until - now, lambda rho: float(np.sqrt(rho)) < p.floor)
+    p.whole = whole_network_certificate(p.net, starts, iterations, max(began + seconds - now, 0.0), extension)
+    if auto and p.whole is not None and p.whole.verification.certified:
         p.solve_blocks = p.floor < min(p.whole.bound, p.naive)
 
 

@@ -76,7 +76,7 @@ ItersOpt = Annotated[
 TimeOpt = Annotated[
     float | None,
     typer.Option(
-        help="Time budget of the whole estimate, seconds; blocks not reached get naive.",
+        help="Time budget of the whole estimate, loading included, seconds; what is proven by then is the bound.",
         show_default=f"{DEFAULT_TIME_LIMIT:g}",
     ),
 ]

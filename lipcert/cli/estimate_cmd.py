@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -117,7 +118,11 @@ def estimate(
     solver = {"eps": eps, "max_iters": max_iters, "time_limit": time_limit, "warm_start": warm_start}
     options = estimate_options(method, split, plan, combine, solver, max_block_size, jobs, scheduler, chordal)
 
+    began = time.perf_counter()
     loaded = load_up_to(model, arch, trust_pickle, input_shape, output_node)
+    from lipcert.estimate import after_loading
+
+    options = after_loading(options, began)
     if pairs is not None:
         _check_baseline(gates, loaded, options, "all pairs")
         _all_pairs(loaded, options, gates, arch, output_format, output)

@@ -16,7 +16,7 @@ descent that cannot be proven never loses what the start had.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,17 +70,26 @@ def rho_or_inf(net: Network, lam: np.ndarray) -> float:
 
 
 def whole_network_certificate(
-    net: Network, starts: Sequence[Start], iterations: int, seconds: float
+    net: Network,
+    starts: Sequence[Start],
+    iterations: int,
+    seconds: float,
+    extension: tuple[float, Callable[[float], bool]] | None = None,
 ) -> WholeCertificate | None:
-    """The best start by ρ*, descended and proven; None when no start has R(λ) ≺ 0."""
+    """The best start by ρ*, descended and proven; None when no start has R(λ) ≺ 0.
+
+    extension = (seconds', wants): past `seconds`, the descent goes on to seconds' if wants(ρ*).
+    """
     begin = time.perf_counter()
     scored = [(rho_or_inf(net, lam), label, lam) for label, lam in starts if lam is not None]
     scored = [s for s in scored if np.isfinite(s[0])]
     if not scored or net.n_w == 0:
         return None
     start_rho, label, lam0 = min(scored, key=lambda s: s[0])
-    budget = max(seconds - (time.perf_counter() - begin), 0.0)
-    result = minimise_rho(net, lam0, iterations=iterations, seconds=budget)
+    spent = time.perf_counter() - begin
+    if extension is not None:
+        extension = (max(extension[0] - spent, 0.0), extension[1])
+    result = minimise_rho(net, lam0, iterations=iterations, seconds=max(seconds - spent, 0.0), extension=extension)
     check = verify_multipliers(net, result.lam)
     if not check.certified and (at_start := verify_multipliers(net, lam0)).certified:
         check = at_start
