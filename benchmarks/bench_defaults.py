@@ -50,10 +50,29 @@ def run(repo: Path, model: Path, timeout: float) -> dict:
         try:
             cert = json.loads(text)
             row.update(bound=cert["bound"], combined_by=cert.get("combined_by", "product"), plan=cert["plan"])
+            row.update(proven(cert))
         except (json.JSONDecodeError, KeyError):
             row["error"] = err.read()[-400:]
     row["load_after"] = loadavg()
     return row
+
+
+def proven(cert: dict) -> dict:
+    """The whole-network ("global") certificate and the group product, from the report's notes
+    (the bound is one of them, or naive; the notes give the others): None where not computed."""
+    found: dict = {"global": None, "product": None}
+    kind = {"whole": "global", "product": "product"}.get(cert.get("combined_by", "product"))
+    if kind is not None:
+        found[kind] = cert["bound"]
+    for note in cert.get("notes", []):
+        if "also proven:" not in note:
+            continue
+        for part in note.split("also proven:", 1)[1].split(", "):
+            name, _, value = part.strip().rpartition(" ")
+            key = "global" if name.startswith("whole") else "product" if name.startswith("product") else None
+            if key is not None:
+                found[key] = float(value) if found[key] is None else min(found[key], float(value))
+    return found
 
 
 def _wait(pid: int, until: float):  # noqa: ANN202 - (wait status, resource.struct_rusage | None)
@@ -67,7 +86,7 @@ def _wait(pid: int, until: float):  # noqa: ANN202 - (wait status, resource.stru
 
 
 def table(rows: list[dict], repos: list[Path]) -> str:
-    head = "| model | " + " | ".join(f"{r.name}: bound (by), s, MiB" for r in repos) + " | load |"
+    head = "| model | " + " | ".join(f"{r.name}: bound (by) [global; product], s, MiB" for r in repos) + " | load |"
     lines = [head, "|---" * (len(repos) + 2) + "|"]
     for model in dict.fromkeys(r["model"] for r in rows):
         cells, loads = [], []
@@ -79,6 +98,8 @@ def table(rows: list[dict], repos: list[Path]) -> str:
             loads.append(f"{row['load_before']:.1f}")
             what = "timed out" if row.get("timed_out") else f"exit {row['exit']}" if "bound" not in row else None
             value = what or f"{row['bound']:.6g} ({row['combined_by']})"
+            extra = [f"{name} {row[name]:.6g}" for name in ("global", "product") if row.get(name) is not None]
+            value += f" [{'; '.join(extra)}]" if extra and what is None else ""
             cells.append(f"{value}, {row['seconds']:.0f} s, {row['peak_rss_mib']}")
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {'/'.join(loads)} |")
     return "\n".join(lines)
