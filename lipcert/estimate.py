@@ -106,10 +106,18 @@ class _Prepared:
         return len(self.groups) == 1 and len(self.groups[0].jobs) == 1 and len(self.groups[0].tiles) == 1
 
     @property
+    def descends_instead(self) -> bool:
+        """auto with one block over the size budget (solved only through chordal cliques): the
+        whole-network descent replaces its SCS solve, which on ReLU MLPs of 600-1600 neurons took
+        2-5 minutes for what the descent reaches within 1% in seconds (benchmarks/bench_mlps.py)."""
+        return self.plan.combine is Combine.AUTO and self.one_block and self.net.lmi_size > self.options.max_block_size
+
+    @property
     def wants_whole(self) -> bool:
         """auto and global certify the whole network, where the plan would otherwise cut it."""
         combine, method = self.plan.combine, self.plan.method
-        return combine in (Combine.AUTO, Combine.GLOBAL) and method is Method.NEURON and not self.one_block
+        cut = not self.one_block or self.descends_instead
+        return combine in (Combine.AUTO, Combine.GLOBAL) and method is Method.NEURON and cut
 
 
 def estimate_many(
@@ -175,7 +183,7 @@ def _certify_whole_first(p: _Prepared, iterations: int, seconds: float, until: f
     began = time.perf_counter()
     p.naive = naive_bound(p.net)
     auto = p.plan.combine is Combine.AUTO
-    p.floor = product_floor(p.groups) if auto else 0.0
+    p.floor = product_floor(p.groups) if auto and not p.descends_instead else 0.0
     starts = default_starts(p.net)
     now = time.perf_counter()
     extension = None
@@ -183,7 +191,7 @@ def _certify_whole_first(p: _Prepared, iterations: int, seconds: float, until: f
         extension = (until - now, lambda rho: float(np.sqrt(rho)) < p.floor)
     p.whole = whole_network_certificate(p.net, starts, iterations, max(began + seconds - now, 0.0), extension)
     if auto and p.whole is not None and p.whole.verification.certified:
-        p.solve_blocks = p.floor < min(p.whole.bound, p.naive)
+        p.solve_blocks = p.floor < min(p.whole.bound, p.naive) and not p.descends_instead
 
 
 def _naive_certificate(
@@ -276,6 +284,11 @@ def _unsolved_groups(p: _Prepared) -> tuple[list[BlockResult], list[float], list
         f"not solved: the whole-network certificate {p.whole.bound:.6g} is at or below the lowest product "
         f"these groups can give ({p.floor:.6g})"
     )
+    if p.descends_instead:
+        why = (
+            f"not solved: auto certifies one block above --max-block-size {p.options.max_block_size} by the "
+            "whole-network descent (an explicit --split 1x1 solves its full LipSDP with SCS)"
+        )
     for group in p.groups:
         bound = naive_bound(group.net)
         blocks.append(BlockResult(group.index, 0, group.net.lmi_size, bound, 0.0, f"naive; {why}"))

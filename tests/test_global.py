@@ -19,7 +19,7 @@ from lipcert.errors import ModelTooLargeError
 from lipcert.estimate import estimate
 from lipcert.network.form import Network
 from tests.support import dense_lipsdp
-from tests.test_sequential import _loaded, scaled_chain
+from tests.test_sequential import _loaded, eclipse_fast, scaled_chain
 from tests.test_verify import jacobian_lower_bound
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
@@ -61,6 +61,21 @@ def test_auto_skips_blocks_that_cannot_beat_the_whole_certificate() -> None:
         floor = float(skipped[0].rsplit("(", 1)[1].rstrip(")"))
         assert cert.bound <= floor <= np.prod([g.bound for g in cert.groups])
     assert cert.bound >= jacobian_lower_bound(net)
+
+
+def test_auto_descends_instead_of_solving_one_block_over_the_budget() -> None:
+    """A single block above --max-block-size (solvable only by chordal cliques) is certified by the
+    whole-network descent; the same block's SCS solve (the full LipSDP-Neuron, the block within the
+    budget) is the reference it must come within 2% of, and nothing may go below the Jacobian bound."""
+    net, weights = scaled_chain(3, [64, 60, 60, 60, 60, 10], [0, 0, 0, 0, 0])
+    descended = estimate(_loaded(net), EstimateOptions(max_block_size=250, workers=1))
+    solved = estimate(_loaded(net), EstimateOptions(max_block_size=320, workers=1))
+    assert len(descended.blocks) == len(solved.blocks) == 1 and net.lmi_size == 304
+    assert descended.combined_by == "whole" and descended.blocks[0].source.startswith("naive; not solved")
+    assert solved.combined_by == "product" and "chordal" in solved.blocks[0].source
+    assert descended.bound <= 1.02 * solved.bound
+    assert descended.bound <= 0.9 * eclipse_fast(weights)
+    assert min(descended.bound, solved.bound) >= jacobian_lower_bound(net)
 
 
 def _jacobian(net: Network, slopes: np.ndarray) -> np.ndarray:
