@@ -120,3 +120,24 @@ def test_certified_norm_does_not_depend_on_what_the_process_computed_before() ->
     spla.eigsh(G + np.eye(800), k=1, return_eigenvectors=False)  # advances ARPACK's internal state
     assert largest_eigenvalue_estimate(G) == first
     assert certified_lambda_max(G) == bound >= np.linalg.eigvalsh(G).max()
+
+
+def test_a_remembered_norm_is_the_norm_of_the_same_matrix_and_leaves_it_alone() -> None:
+    """spectral_norm_upper remembers by content: the same matrix in any format (duplicates, unsorted
+    indices) gets the same certified value, a changed entry does not, and the input is not modified."""
+    from lipcert import linalg
+
+    rng = np.random.default_rng(3)
+    rows, cols = rng.integers(0, 40, 300), rng.integers(0, 30, 300)
+    values = rng.standard_normal(300)
+    messy = sp.csr_matrix((values, (rows, cols)), shape=(40, 30))
+    messy.has_canonical_format = False  # as if built without summing duplicates
+    before = messy.data.copy()
+    first = linalg.spectral_norm_upper(messy)
+    assert np.array_equal(messy.data, before)
+    dense = messy.toarray()
+    assert first >= np.linalg.norm(dense, 2)
+    assert linalg.spectral_norm_upper(sp.csc_matrix(dense)) == first
+    changed = dense.copy()
+    changed[0, 0] += 10.0
+    assert linalg.spectral_norm_upper(changed) >= np.linalg.norm(changed, 2) > np.linalg.norm(dense, 2) + 1
