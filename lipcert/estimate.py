@@ -107,10 +107,12 @@ class _Prepared:
 
     @property
     def descends_instead(self) -> bool:
-        """auto with one block over the size budget (solved only through chordal cliques): the
+        """The automatic plan, auto, one block over the size budget (solved only through chordal cliques): the
         whole-network descent replaces its SCS solve, which on ReLU MLPs of 600-1600 neurons took
         2-5 minutes for what the descent reaches within 1% in seconds (benchmarks/bench_mlps.py)."""
-        return self.plan.combine is Combine.AUTO and self.one_block and self.net.lmi_size > self.options.max_block_size
+        automatic = self.options.split is None and self.options.plan_path is None
+        big = self.net.lmi_size > self.options.max_block_size
+        return automatic and self.plan.combine is Combine.AUTO and self.one_block and big
 
     @property
     def wants_whole(self) -> bool:

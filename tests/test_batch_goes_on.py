@@ -109,18 +109,24 @@ def interrupt_midway(command: list[str], blocks: Path, at_least: int) -> subproc
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
+# Blocks that take a while: naive blocks of these models, their norms remembered, all come within
+# 0.3 s once loaded, and a SIGINT after the third one often found the batch done under load. These
+# (10 SCS solves) spread over about 5 s.
+SPACED = ["--method", "lipsdp-layer", "--split", "2x2", "--combine", "overlap", "--jobs", "1"]
+
+
 def test_a_batch_rerun_after_sigint_writes_the_same_csv(tmp_path: Path) -> None:
     folder = tmp_path / "ckpts"
     folder.mkdir()
-    for name in ("digits_chain", "digits_tanh", "digits_residual"):
+    for name in ("digits_chain", "digits_tanh"):
         shutil.copy(SAMPLES / f"{name}.onnx", folder / f"{name}.onnx")
     reference = tmp_path / "ref.csv"
-    subprocess.run(batch(folder, reference, *CHEAP), cwd=REPO, env=ENV, capture_output=True, timeout=600, check=True)
+    subprocess.run(batch(folder, reference, *SPACED), cwd=REPO, env=ENV, capture_output=True, timeout=600, check=True)
     out = tmp_path / "run" / "out.csv"
-    stopped = interrupt_midway(batch(folder, out, *CHEAP), out.with_name("out.csv.cache") / "blocks", 3)
+    stopped = interrupt_midway(batch(folder, out, *SPACED), out.with_name("out.csv.cache") / "blocks", 3)
     assert stopped.returncode == EXIT_SIGINT, stopped.stderr
     assert len(stopped.stderr.decode().splitlines()) == 1
-    rerun = subprocess.run(batch(folder, out, *CHEAP), cwd=REPO, env=ENV, capture_output=True, timeout=600)
+    rerun = subprocess.run(batch(folder, out, *SPACED), cwd=REPO, env=ENV, capture_output=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert out.read_text() == reference.read_text()
     assert not list(out.parent.glob(".*.tmp"))
