@@ -82,12 +82,19 @@ class _Objective:
         self.net, self.k, self.k_max, self.input_weights, self.tol = net, k, k_max, input_weights, tol
         self.best_rho, self.best_lam = float("inf"), None
         self.evaluations = 0
+        self.seconds = 0.0  # spent in evaluations
         self.v0: np.ndarray | None = None
         self.k_grew = False
 
+    def typical(self) -> float:
+        """The mean seconds of one evaluation: a trial that would end past the deadline is not begun."""
+        return self.seconds / max(self.evaluations, 1)
+
     def eigen(self, lam: np.ndarray) -> SchurEigen | None:
         self.evaluations += 1
+        began = time.perf_counter()
         found = schur_eigen(self.net, lam, self.k, self.input_weights, v0=self.v0, tol=self.tol)
+        self.seconds += time.perf_counter() - began
         if found is None or not np.isfinite(found.rho):
             return None
         self.v0 = found.vectors[:, 0].copy()
@@ -171,16 +178,17 @@ def minimise_rho(
 
     def out_of_time() -> bool:
         nonlocal deadline, extension
-        if time.perf_counter() < deadline:
+        if time.perf_counter() + obj.typical() < deadline:
             return False
         if extension is not None and extension[1](obj.best_rho):
             deadline, extension = start + extension[0], None
-        return time.perf_counter() >= deadline
+        return time.perf_counter() + obj.typical() >= deadline
 
     for it in range(1, iterations + 1):
         if out_of_time():
             break
-        accepted, theta_new, f_new, g_new = _line_search(obj, theta, f, g, mu, s_hist, y_hist, deadline)
+        search_until = deadline - obj.typical()
+        accepted, theta_new, f_new, g_new = _line_search(obj, theta, f, g, mu, s_hist, y_hist, search_until)
         if obj.k_grew:  # the smoothed objective itself changed (more eigenvalues): re-evaluate here
             obj.k_grew = False
             f, g = obj.smoothed(theta, mu)
@@ -200,7 +208,7 @@ def minimise_rho(
             reference, since = obj.best_rho, 0
         else:
             since += 1
-        if not accepted and time.perf_counter() >= deadline:
+        if not accepted and time.perf_counter() >= search_until:
             if out_of_time():
                 break  # the search stopped for time, not for want of progress: no new stage
             continue  # extended: search again from the same point
