@@ -23,7 +23,7 @@ from pathlib import Path
 from lipcert.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_UNSUPPORTED, BadInputError, LipcertError
 from lipcert.estimate import EstimateOptions, ProgressCallback, after_loading, estimate
 from lipcert.load import file_sha256, load_model
-from lipcert.report.files import write_atomic
+from lipcert.report.files import remove_stale_temporaries, write_atomic
 from lipcert.report.tables import rows_csv
 
 
@@ -75,6 +75,7 @@ def run_batch(
 ) -> BatchReport:
     """output_node: certify every model up to the ONNX node of that name (--output-node)."""
     options = replace(options, cache_dir=cache_dir)
+    remove_stale_temporaries(output)  # a killed run's half-written CSV; the CSV itself is whole
     report = BatchReport([])
     for index, path in enumerate(files):
         if on_model is not None:

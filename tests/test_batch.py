@@ -79,3 +79,15 @@ def test_csv_records_the_error_and_the_bounds(tmp_path: Path) -> None:
     assert ",error," in broken and "is not a readable ONNX model" in broken
     assert sum(",ok," in line for line in lines) == 3
     assert "3 certified, 1 failed" in result.stdout
+
+
+def test_a_resumed_batch_removes_only_its_outputs_stale_temporaries(tmp_path: Path) -> None:
+    from lipcert.report.files import remove_stale_temporaries
+
+    output = tmp_path / "results.csv"
+    stale = [tmp_path / ".results.csv.abc123.tmp", tmp_path / ".results.csv.x_y.tmp"]
+    kept = [tmp_path / ".other.csv.abc123.tmp", tmp_path / "results.csv", tmp_path / ".results.csv.tmp.keep"]
+    for path in stale + kept:
+        path.write_text("x")
+    remove_stale_temporaries(output)
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -51,6 +52,14 @@ def write_atomic(path: Path, text: str) -> None:
         if isinstance(err, OSError):
             raise BadInputError(f"{path} cannot be written: {_reason(err)}") from None
         raise
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete write_atomic's temporary files for `path` that a killed run left (SIGKILL cannot be
+    cleaned up after): for a writer that resumes, such as batch, the sole writer of its output."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def _umask() -> int:
