@@ -29,30 +29,37 @@ def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def run(repo: Path, model: Path, timeout: float) -> dict:
+def timed_estimate(repo: Path, model: Path, timeout: float, extra: tuple[str, ...] = ()) -> tuple[dict, str, str]:
+    """`lipcert estimate MODEL --format json --jobs 2 EXTRA` from checkout `repo`, single-threaded BLAS:
+    (row with load, seconds, peak RSS of its process tree, exit, timed_out; stdout; stderr)."""
     env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    row: dict = {"model": model.stem, "repo": str(repo), "load_before": loadavg()}
+    row: dict = {"load_before": loadavg()}
+    cmd = [sys.executable, "-m", "lipcert", "estimate", str(model), "--format", "json", "--jobs", "2", *extra]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         began = time.perf_counter()
-        cmd = [sys.executable, "-m", "lipcert", "estimate", str(model), "--format", "json", "--jobs", "2"]
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=repo, start_new_session=True)
         status, usage = _wait(proc.pid, began + timeout)
         if usage is None:
             os.killpg(proc.pid, signal.SIGKILL)
             row["timed_out"] = True
             _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
         row["seconds"] = round(time.perf_counter() - began, 1)
         row["peak_rss_mib"] = round(usage.ru_maxrss / 1024)  # this run's process tree only
+        row["exit"] = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        text, row["exit"] = out.read(), proc.returncode
-        try:
-            cert = json.loads(text)
-            row.update(bound=cert["bound"], combined_by=cert.get("combined_by", "product"), plan=cert["plan"])
-            row.update(proven(cert))
-        except (json.JSONDecodeError, KeyError):
-            row["error"] = err.read()[-400:]
+        return row, out.read(), err.read()
+
+
+def run(repo: Path, model: Path, timeout: float) -> dict:
+    timed, text, errors = timed_estimate(repo, model, timeout)
+    row: dict = {"model": model.stem, "repo": str(repo), **timed}
+    try:
+        cert = json.loads(text)
+        row.update(bound=cert["bound"], combined_by=cert.get("combined_by", "product"), plan=cert["plan"])
+        row.update(proven(cert))
+    except (json.JSONDecodeError, KeyError):
+        row["error"] = errors[-400:]
     row["load_after"] = loadavg()
     return row
 

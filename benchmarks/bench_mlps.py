@@ -30,9 +30,6 @@ import contextlib
 import importlib.util
 import io
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.bench_defaults import ROOT, _wait, loadavg
+from benchmarks.bench_defaults import ROOT, loadavg, timed_estimate
 
 SAMPLE_MODELS = ROOT / "sample_models"
 FULL_LIMIT = 1000  # largest LMI side (inputs + neurons) for the full LipSDP-Neuron reference
@@ -173,39 +170,24 @@ def eclipse(weights: list[np.ndarray]) -> tuple[float, str]:
 def cli(model: Path, extra: list[str], timeout: float) -> dict:
     """`lipcert estimate MODEL --format json --jobs 2 EXTRA` as bench_defaults.run runs it (same env, wait4
     RSS of the process tree, kill at the timeout), keeping the report's notes and blocks, which run drops."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    row: dict = {"load_before": loadavg()}
-    cmd = [sys.executable, "-m", "lipcert", "estimate", str(model), "--format", "json", "--jobs", "2", *extra]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        began = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT, start_new_session=True)
-        status, usage = _wait(proc.pid, began + timeout)
-        if usage is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            row["timed_out"] = True
-            _, status, usage = os.wait4(proc.pid, 0)
-        row["seconds"] = round(time.perf_counter() - began, 1)
-        row["peak_rss_mib"] = round(usage.ru_maxrss / 1024)
-        row["exit"] = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        try:
-            cert = json.loads(out.read())
-            blocks = cert.get("blocks", [])
-            row.update(
-                bound=cert["bound"],
-                combined_by=cert.get("combined_by", "product"),
-                plan=cert["plan"],
-                notes=[n for n in cert.get("notes", []) if not n.startswith("identical-block reuse saved 0")],
-                blocks=len(blocks),
-                largest_block=max((b["size"] for b in blocks), default=0),
-                block_seconds=round(sum(b["seconds"] for b in blocks), 1),
-                fallback_blocks=sum(bool(b.get("fallback")) for b in blocks),
-                sources=sorted({b["source"] for b in blocks}),
-                estimate_seconds=round(cert["seconds"], 1),
-            )
-        except (json.JSONDecodeError, KeyError, TypeError):
-            row["error"] = err.read()[-400:]
+    row, text, errors = timed_estimate(ROOT, model, timeout, tuple(extra))
+    try:
+        cert = json.loads(text)
+        blocks = cert.get("blocks", [])
+        row.update(
+            bound=cert["bound"],
+            combined_by=cert.get("combined_by", "product"),
+            plan=cert["plan"],
+            notes=[n for n in cert.get("notes", []) if not n.startswith("identical-block reuse saved 0")],
+            blocks=len(blocks),
+            largest_block=max((b["size"] for b in blocks), default=0),
+            block_seconds=round(sum(b["seconds"] for b in blocks), 1),
+            fallback_blocks=sum(bool(b.get("fallback")) for b in blocks),
+            sources=sorted({b["source"] for b in blocks}),
+            estimate_seconds=round(cert["seconds"], 1),
+        )
+    except (json.JSONDecodeError, KeyError, TypeError):
+        row["error"] = errors[-400:]
     row["load_after"] = loadavg()
     return row
 
