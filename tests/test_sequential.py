@@ -102,6 +102,38 @@ def test_the_proven_bound_is_sound_in_exact_arithmetic(
         assert np.sqrt(found.rho_estimate) <= eclipse_fast(weights) * (1 + 1e-6)
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    narrow=st.lists(st.integers(1, 4), min_size=2, max_size=4),
+    wide=st.lists(st.booleans(), min_size=2, max_size=4),
+)
+def test_wide_layers_held_by_woodbury_give_the_same_recursion(seed: int, narrow: list[int], wide: list[bool]) -> None:
+    """A layer wider than `width` (never two in a row, nor one right after wide inputs) is never formed:
+    its X_i is held by Woodbury. λ and c must still be ECLipsE-Fast's, computed independently with
+    explicit inverses (tests' eclipse_fast), to 1e-8: the two differ only by rounding in well-conditioned
+    solves (X_i ⪰ λ_i I/2 by the recursion's choice of λ_i)."""
+    width = 4
+    hidden: list[int] = []
+    for n, is_wide in zip(narrow[1:], wide):
+        hidden.append(width + 1 + n if is_wide and (not hidden or hidden[-1] <= width) else n)
+    if all(n <= width for n in hidden):
+        hidden[0] += width  # at least one wide layer, right after the (narrow) inputs
+    net, weights = scaled_chain(seed, [narrow[0], *hidden, 2], [0] * (len(hidden) + 1))
+    found = recursion_multipliers(net, chain_weights(net), width=width)
+    assert found is not None
+    lam, c = found
+    np.testing.assert_allclose(np.sqrt(c), eclipse_fast(weights), rtol=1e-8)
+    dense_lam, dense_c = recursion_multipliers(net, chain_weights(net), width=10**6)
+    np.testing.assert_allclose(lam, dense_lam, rtol=1e-8)
+
+
+def test_two_wide_layers_in_a_row_are_not_held() -> None:
+    net, _ = scaled_chain(4, [3, 6, 7, 2], [0, 0, 0])
+    assert recursion_multipliers(net, chain_weights(net), width=5) is None
+    assert recursion_multipliers(net, chain_weights(net), width=7) is not None
+
+
 def test_layer_rescaling_reaches_the_lipsdp_layer_value() -> None:
     # The search runs over one factor per layer, so its limit is LipSDP-Layer's optimum (solved here by SCS).
     net, _ = scaled_chain(3, [6, 8, 8, 8, 3], [0, 1, -1, 0])
