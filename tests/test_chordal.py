@@ -124,3 +124,28 @@ def test_coupled_split_couples_the_depth_groups_within_one_percent_of_the_full_l
     assert block.size <= max(b.size for b in overlap.blocks)  # no PSD constraint above the plan's blocks
     assert abs(coupled.bound - full.bound) <= 0.01 * full.bound < overlap.bound - full.bound
     assert any("chordal extension" in note for note in coupled.notes)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(convnets())
+def test_the_clique_lower_bound_is_reached_by_the_clique_tree(net: Network) -> None:
+    # every clique of the pattern lies in some clique of its chordal extension, whatever the ordering
+    assert chordal.chordal_tree(net).largest >= chordal.clique_lower_bound(net)
+
+
+def test_a_dense_layer_wider_than_any_clique_is_refused_without_an_ordering(monkeypatch) -> None:
+    from test_verify import chain
+
+    rng = np.random.default_rng(0)
+    net = chain(
+        [rng.standard_normal((280, 300)), rng.standard_normal((270, 280)), rng.standard_normal((3, 270))], ["relu"] * 2
+    )
+    bound = chordal.clique_lower_bound(net)
+    assert bound > decompose.MAX_CLIQUE  # each input neighbours all 280 first-layer neurons, and so on
+    assert chordal.chordal_tree(net).largest >= bound
+
+    def no_ordering(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("the minimum-degree ordering ran")
+
+    monkeypatch.setattr(decompose, "chordal_tree", no_ordering)
+    assert decompose.chordal_choice(net, 600) is None

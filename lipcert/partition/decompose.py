@@ -16,7 +16,7 @@ from lipcert.partition.block_sizes import block_size, plan_block_sizes
 from lipcert.partition.geometry import group_network
 from lipcert.partition.plan_types import GroupPlan, Plan
 from lipcert.partition.tiles import block_key
-from lipcert.sdp.chordal import chordal_tree, merge_cliques
+from lipcert.sdp.chordal import chordal_tree, clique_lower_bound, merge_cliques
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ def chordal_choice(net: Network, max_block_size: int, solved_side: int | None = 
     one = solved_side if solved_side is not None else n
     if n > CHORDAL_LIMIT or one <= CHORDAL_MIN or net.n_w == 0 or net.n_x == 0:
         return None
+    if clique_lower_bound(net) > min(max_block_size, MAX_CLIQUE):
+        return None  # some clique is too big whatever the ordering: no need to compute one
     tree = chordal_tree(net)
     if tree.largest > min(max_block_size, MAX_CLIQUE):
         return None

@@ -228,6 +228,22 @@ def _rebuilt(tree: CliqueTree, members: list[set[int]], parent: list[int], into:
 # --------------------------------------------------------------------------- the decomposed SDP
 
 
+def clique_lower_bound(net: Network) -> int:
+    """A side that the largest clique of every chordal extension of L's pattern reaches, in O(nnz).
+
+    A chordal extension's largest clique has side ≥ treewidth + 1 ≥ δ + 1, δ the pattern's
+    minimum degree (a graph of treewidth k has a vertex of degree ≤ k); and an output row's
+    term [C D]ᵀ[C D] is dense on supp(Y_i), a clique of the pattern, which some clique of every
+    chordal extension contains. Dense MLPs give every input a whole first layer of neighbours
+    (mnist_6x256: δ = 256), so the minimum-degree ordering (9 s there) need not run to refuse them.
+    """
+    pattern = lmi_pattern(net).tocsr()
+    degree = np.diff(pattern.indptr) - 1  # the pattern holds its diagonal
+    _, Y = stacked_maps(net)
+    output = int(np.diff(Y.tocsr().indptr).max(initial=0))
+    return max(int(degree.min()) + 1 if degree.size else 0, output)
+
+
 def chordal_tree(net: Network, target: int = 0) -> CliqueTree:
     """The clique tree of the minimum-degree chordal extension, cliques merged up to `target`."""
     pattern = lmi_pattern(net)
