@@ -353,13 +353,14 @@ def test_warm_start_from_multipliers(small_net: Network) -> None:
 def test_dense_assembly_equals_lmi_matrix(seed: int) -> None:
     """The descent's cached dense L(λ, 0) is lmi_matrix's up to the rounding of reordered sums: each
     entry sums a few products, so the difference is a few ulps of the entry's term magnitudes."""
-    from lipcert.sdp.lifted import dense_assembly
+    from lipcert.sdp.lifted import dense_layout, ordered_dense_assembly
     from tests.nets import feasible_multipliers, random_net
 
     net = random_net(seed)
     lam = feasible_multipliers(net, seed)
-    exact = lmi_matrix(net, lam, 0.0).toarray()
-    magnitude = lmi_matrix(net, lam, 0.0, absolute=True).toarray()
-    found = dense_assembly(net).matrix(lam)
+    order = np.ix_(dense_layout(net).order, dense_layout(net).order)
+    exact = lmi_matrix(net, lam, 0.0).toarray()[order]
+    magnitude = lmi_matrix(net, lam, 0.0, absolute=True).toarray()[order]
+    found = ordered_dense_assembly(net).matrix(lam)
     assert np.all(np.abs(found - exact) <= 16 * np.finfo(float).eps * magnitude)
-    assert dense_assembly(net) is dense_assembly(net)  # built once per network
+    assert ordered_dense_assembly(net) is ordered_dense_assembly(net)  # built once per network

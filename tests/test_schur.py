@@ -98,3 +98,62 @@ def test_multiple_eigenpairs_match_dense() -> None:
         if gaps[i] > 1e-6 * dense.values[0] and (i == 0 or gaps[i - 1] > 1e-6 * dense.values[0]):
             scale = float(np.abs(dense.gradients[i]).max())
             assert np.abs(sparse.gradients[i] - dense.gradients[i]).max() <= 1e-6 * scale
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_input_coupled_neurons_are_those_q_touches_and_the_dense_path_agrees(seed: int) -> None:
+    """The dense path factors −R with the neurons that Q (the x–w block) touches last and solves only
+    with the factor's trailing block. Which neurons those are is read off the terms
+    (lifted.dense_layout); here against lmi_matrix's Q at random λ (no cancellation), on nets
+    where a later stage also reads x and leaky slopes couple x with earlier neurons through v_k².
+    Then ρ* and the gradient against the sparse path (an LDLᵀ of the whole N, no reordering)."""
+    from lipcert.sdp.lifted import dense_layout
+    from lipcert.sdp.lipsdp import lmi_matrix
+    from tests.convnets import INPUT, Conv, random_convnet
+
+    act = ["relu", "leaky_relu", "tanh"][seed % 3]
+    stages = [Conv(1, activation=act, param=0.1), Conv(1, activation=act, param=0.1, skip_from=INPUT)]
+    net = random_convnet(
+        (1, 4, 4),
+        stages[: 1 + seed % 2] + [Conv(1, activation="leaky_relu", param=0.2)],
+        Conv(2, kernel=3, padding=0),
+        seed=seed,
+    ).form
+    lam = np.random.default_rng(seed).uniform(0.5, 2.0, net.n_w)
+    Q = lmi_matrix(net, lam, 0.0).toarray()[: net.n_x, net.n_x :]
+    layout = dense_layout(net)
+    order, n_free = layout.order, layout.n_free
+    coupled = np.sort(order[net.n_x + n_free :] - net.n_x)
+    np.testing.assert_array_equal(coupled, np.flatnonzero(np.abs(Q).sum(axis=0) > 0))
+    assert 0 < n_free < net.n_w
+    lam = feasible_multipliers(net, seed)
+    dense_rho, dense_grad = schur_rho_and_gradient(net, lam)
+    found = schur_eigen(net, lam, 2, dense=False)
+    assert found is not None and found.rho == pytest.approx(dense_rho, rel=RHO_REL)
+    if found.values[0] - found.values[1] > 1e-6 * abs(found.values[0]):
+        assert np.abs(found.gradient - dense_grad).max() <= 1e-6 * max(float(np.abs(dense_grad).max()), 1e-300)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_rank_deficient_complement_comes_from_its_small_gram_matrix(seed: int) -> None:
+    """ReLU/tanh chains reading x have P(λ, 0) = 0: S = FᵀF has rank ≤ the first layer's width, and its
+    top eigenpairs come from F Fᵀ. Against the explicit n_x × n_x complement's eigh, and ρ* against the
+    sparse path; a leaky first layer (P ≠ 0) must not take the shortcut."""
+    from lipcert.sdp.lifted import dense_layout
+    from tests.test_verify import chain
+
+    rng = np.random.default_rng(seed)
+    act = ["relu", "tanh", "leaky_relu"][seed % 3]
+    sizes = [12, 4, 5, 3]
+    net = chain([rng.standard_normal((m, n)) / np.sqrt(n) for n, m in zip(sizes, sizes[1:])], [act, "relu"])
+    assert dense_layout(net).inputs_block_zero == (act != "leaky_relu")
+    lam = feasible_multipliers(net, seed)
+    parts = schur._schur_parts(net, lam, None)
+    values, vectors = parts.top(3)
+    exact_values, exact_vectors = np.linalg.eigh(parts.complement())
+    np.testing.assert_allclose(values, exact_values[::-1][:3], rtol=1e-9)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=0), 1.0, rtol=1e-9)
+    gap = values[0] - exact_values[-2]
+    if gap > 1e-6 * values[0]:  # a simple top eigenvalue: its vector is determined up to sign
+        assert abs(abs(vectors[:, 0] @ exact_vectors[:, -1]) - 1.0) < 1e-8
+    assert sparse_schur_rho(net, lam) == pytest.approx(values[0], rel=RHO_REL)

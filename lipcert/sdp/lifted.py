@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from lipcert.network.form import Network
-from lipcert.sdp.lipsdp import DenseAssembly, lmi_matrix, stacked_maps
+from lipcert.sdp.lipsdp import DenseAssembly, lmi_matrix, multiplier_terms, stacked_maps
 
 T = TypeVar("T")
 
@@ -67,9 +67,43 @@ def _parts(net: Network) -> tuple[Network, sp.csr_matrix, sp.csr_matrix]:
     return per_network(net, "parts", _build_parts)
 
 
-def dense_assembly(net: Network) -> DenseAssembly:
-    """L(λ, 0) of net as a dense array for many λ (the descent's estimates), built once per network."""
-    return per_network(net, "dense assembly", DenseAssembly.of)
+@dataclass(frozen=True)
+class DenseLayout:
+    """How schur.py's dense path orders L(λ, 0): inputs, then the n_free neurons that no entry of
+    the x–w block Q touches (for any λ), then those it does (J). With J last in the Cholesky of −R,
+    Q R⁻¹ Qᵀ needs only the factor's trailing block; on chains J is the first layer.
+    inputs_block_zero: no term reaches the x–x block P(λ, 0) (ReLU or tanh wherever x is read, and
+    C = 0), so that the complement is a Gram matrix of rank at most |J|."""
+
+    order: np.ndarray
+    n_free: int
+    inputs_block_zero: bool
+
+
+def dense_layout(net: Network) -> DenseLayout:
+    return per_network(net, "dense layout", _dense_layout)
+
+
+def ordered_dense_assembly(net: Network) -> DenseAssembly:
+    """L(λ, 0)[order][:, order] (dense_layout's order) as a dense array for many λ (the descent's
+    estimates), built once per network."""
+    return per_network(net, "ordered dense assembly", lambda n: DenseAssembly.of(n, dense_layout(n).order))
+
+
+def _dense_layout(net: Network) -> DenseLayout:
+    _, rs, cs, _ = multiplier_terms(net, absolute=False)
+    Y = stacked_maps(net)[1].tocsr()
+    n_x = net.n_x
+    coupled = np.zeros(net.n_w, dtype=bool)
+    for r, c in ((rs, cs), (cs, rs)):
+        hit = (r < n_x) & (c >= n_x)
+        coupled[c[hit] - n_x] = True
+    reads_x = np.unique(Y[:, :n_x].nonzero()[0])  # outputs that read an input: [C D]ᵀ[C D] couples
+    coupled[Y[reads_x, n_x:].nonzero()[1]] = True  # those inputs with every neuron they read
+    neurons = np.arange(net.n_w)
+    order = np.concatenate([np.arange(n_x), n_x + neurons[~coupled], n_x + neurons[coupled]])
+    zero = reads_x.size == 0 and not np.any((rs < n_x) & (cs < n_x))
+    return DenseLayout(order, int((~coupled).sum()), bool(zero))
 
 
 def output_map(net: Network) -> sp.csr_matrix:

@@ -151,13 +151,19 @@ class DenseAssembly:
     coefficients: sp.csr_matrix  # (positions, n_w): the entries' values are coefficients @ λ
 
     @classmethod
-    def of(cls, net: Network) -> DenseAssembly:
+    def of(cls, net: Network, order: np.ndarray | None = None) -> DenseAssembly:
+        """order: a permutation of the LMI's indices; matrix(λ) is then L(λ, 0)[order][:, order]."""
         n = net.lmi_size
         _, Y = stacked_maps(net)
         js, rs, cs, vs = multiplier_terms(net, absolute=False)
+        base = np.asarray((Y.T @ Y).toarray(), dtype=np.float64)
+        if order is not None:
+            where_is = np.empty(n, dtype=np.int64)
+            where_is[order] = np.arange(n)
+            rs, cs, base = where_is[rs], where_is[cs], base[np.ix_(order, order)]
         positions, where = np.unique(rs * n + cs, return_inverse=True)
         coefficients = sp.csr_matrix((vs, (where, js)), shape=(positions.size, net.n_w))  # duplicates summed
-        return cls(np.asarray((Y.T @ Y).toarray(), dtype=np.float64), positions, coefficients)
+        return cls(np.ascontiguousarray(base), positions, coefficients)
 
     def matrix(self, lam: np.ndarray) -> np.ndarray:
         H = self.base.copy()
