@@ -109,3 +109,27 @@ def test_extension_goes_on_only_while_wanted() -> None:
     extended = descent.minimise_rho(net, lam, iterations=10, seconds=0.0, extension=(60.0, lambda rho: True))
     reference = descent.minimise_rho(net, lam, iterations=10, seconds=60.0)
     assert extended.rho == reference.rho and np.array_equal(extended.lam, reference.lam)
+
+
+def test_budget_keeps_room_for_the_proof(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a clock where every ρ* evaluation takes 1 s, a 20 s descent with reserve 4 stops while at least
+    4 evaluations' worth of its budget is left (for verify_multipliers), and one with no reserve uses it."""
+    net = random_net(4)
+    lam = feasible_multipliers(net, 4)
+    clock = [0.0]
+    real_eigen = descent.schur_eigen
+
+    def slow_eigen(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - a pass-through
+        clock[0] += 1.0
+        return real_eigen(*args, **kwargs)
+
+    monkeypatch.setattr(descent, "schur_eigen", slow_eigen)
+    monkeypatch.setattr(descent.time, "perf_counter", lambda: clock[0])
+    used = {}
+    for reserve in (4.0, 0.0):
+        clock[0] = 0.0
+        result = descent.minimise_rho(net, lam, iterations=1000, seconds=20.0, reserve=reserve)
+        used[reserve] = clock[0]
+        assert result.evaluations == clock[0]  # the fake clock counted every evaluation
+    assert used[4.0] <= 20.0 - 4.0
+    assert used[0.0] > used[4.0] and used[0.0] <= 20.0

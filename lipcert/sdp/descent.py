@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lipcert.defaults import DENSE_LIMIT
+from lipcert.defaults import DENSE_LIMIT, PROOF_EVALUATIONS
 from lipcert.linalg import blas_threads
 from lipcert.network.form import Network
 from lipcert.sdp.lifted import without_outputs
@@ -136,6 +136,7 @@ def minimise_rho(
     tol: float = 1e-8,
     callback: Callable[[int, np.ndarray, float], None] | None = None,
     extension: tuple[float, Callable[[float], bool]] | None = None,
+    reserve: float = PROOF_EVALUATIONS,
 ) -> DescentResult:
     """L-BFGS on the smoothed top eigenvalues in log λ; returns the best λ by ρ* (never worse than lam0).
 
@@ -149,7 +150,8 @@ def minimise_rho(
     k (and k_max, to which k grows when the smoothing weights are still large at the k-th
     eigenvalue): DENSE_K eigenvalues where the complement is dense, SPARSE_K where each costs
     Lanczos steps. extension = (seconds', wants): at the `seconds` budget, the descent goes on
-    to seconds' (from its start) if wants(best ρ*) holds.
+    to seconds' (from its start) if wants(best ρ*) holds. Either budget includes the proof that
+    follows: no trial is begun unless `reserve` mean evaluations would still be left after it.
     """
     sparse = net.lmi_size > DENSE_LIMIT
     k = k if k is not None else SPARSE_K if sparse else DENSE_K
@@ -178,16 +180,16 @@ def minimise_rho(
 
     def out_of_time() -> bool:
         nonlocal deadline, extension
-        if time.perf_counter() + obj.typical() < deadline:
+        if time.perf_counter() + (1.0 + reserve) * obj.typical() < deadline:
             return False
         if extension is not None and extension[1](obj.best_rho):
             deadline, extension = start + extension[0], None
-        return time.perf_counter() + obj.typical() >= deadline
+        return time.perf_counter() + (1.0 + reserve) * obj.typical() >= deadline
 
     for it in range(1, iterations + 1):
         if out_of_time():
             break
-        search_until = deadline - obj.typical()
+        search_until = deadline - (1.0 + reserve) * obj.typical()
         accepted, theta_new, f_new, g_new = _line_search(obj, theta, f, g, mu, s_hist, y_hist, search_until)
         if obj.k_grew:  # the smoothed objective itself changed (more eigenvalues): re-evaluate here
             obj.k_grew = False
