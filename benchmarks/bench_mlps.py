@@ -1,7 +1,7 @@
 """lipcert's default (`lipcert estimate MODEL --format json --jobs 2`) on ReLU MLPs of 600-1600 hidden
 neurons and 4-9 hidden (dense ReLU) layers, against ECLipsE-Fast, the full LipSDP-Neuron and a lower bound.
 
-    python -m benchmarks.bench_mlps [--only NAME ...] [--timeout S]
+    python -m benchmarks.bench_mlps [--only NAME ...] [--timeout S] [--no-full]
 
 Networks, each built from its seed and exported to ONNX in a temporary directory that is always removed
 (DxW = D hidden ReLU layers of W neurons, then a final linear layer to the 10 logits):
@@ -192,7 +192,7 @@ def cli(model: Path, extra: list[str], timeout: float) -> dict:
     return row
 
 
-def bench(name: str, spec: Spec, tmp: Path, timeout: float, train) -> dict:  # noqa: ANN001
+def bench(name: str, spec: Spec, tmp: Path, timeout: float, train, full: bool = True) -> dict:  # noqa: ANN001
     from lipcert.lower import lower_bound
 
     started = time.perf_counter()
@@ -209,7 +209,9 @@ def bench(name: str, spec: Spec, tmp: Path, timeout: float, train) -> dict:  # n
     row["eclipse_fast"], row["eclipse_source"] = eclipse(weights)
     row["lower"] = lower_bound(model, spec.input_shape).value
     row["default"] = cli(path, [], timeout)
-    if row["lmi_side"] <= FULL_LIMIT:
+    if not full:
+        row["full_skipped"] = True
+    elif row["lmi_side"] <= FULL_LIMIT:
         row["full"] = cli(path, ["--split", "1x1", "--max-block-size", str(FULL_LIMIT)], timeout)
     row["targets"] = targets(row)
     return row
@@ -246,7 +248,9 @@ def table(rows: list[dict]) -> str:
         d = r["default"]
         bound = _ran(d) or f"{d['bound']:.6g} ({d['combined_by']})"
         vs_ecl = f"{d['bound'] / r['eclipse_fast']:.3f}" if "bound" in d else "–"
-        if "full" not in r:
+        if r.get("full_skipped"):
+            full, vs_full = "not run (--no-full)", "–"
+        elif "full" not in r:
             full, vs_full = f"– (LMI side {r['lmi_side']} > {FULL_LIMIT})", "–"
         else:
             f = r["full"]
@@ -278,6 +282,9 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append", metavar="NAME", help="nets whose name contains NAME (repeatable)")
     parser.add_argument("--timeout", type=float, default=900.0, help="per lipcert run, seconds")
+    parser.add_argument(
+        "--no-full", action="store_true", help="skip the full LipSDP-Neuron reference (SCS, 3-5 min per net)"
+    )
     args = parser.parse_args(argv)
     names = [n for n in NETS if not args.only or any(o in n for o in args.only)]
     if not names:
@@ -287,7 +294,7 @@ def main(argv: list[str]) -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_mlps_") as tmp:
         for name in names:
-            rows.append(bench(name, NETS[name], Path(tmp), args.timeout, train))
+            rows.append(bench(name, NETS[name], Path(tmp), args.timeout, train, full=not args.no_full))
             print(json.dumps(rows[-1]), flush=True)
     print(table(rows))
     print()
