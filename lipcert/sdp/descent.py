@@ -178,18 +178,21 @@ def minimise_rho(
     stage_start = obj.best_rho
     it = 0
 
+    def needed() -> float:  # one more trial and the proof after it
+        return (1.0 + reserve) * obj.typical()
+
     def out_of_time() -> bool:
         nonlocal deadline, extension
-        if time.perf_counter() + (1.0 + reserve) * obj.typical() < deadline:
+        if time.perf_counter() + needed() < deadline:
             return False
         if extension is not None and extension[1](obj.best_rho):
             deadline, extension = start + extension[0], None
-        return time.perf_counter() + (1.0 + reserve) * obj.typical() >= deadline
+        return time.perf_counter() + needed() >= deadline
 
     for it in range(1, iterations + 1):
         if out_of_time():
             break
-        search_until = deadline - (1.0 + reserve) * obj.typical()
+        search_until = deadline - needed()
         accepted, theta_new, f_new, g_new = _line_search(obj, theta, f, g, mu, s_hist, y_hist, search_until)
         if obj.k_grew:  # the smoothed objective itself changed (more eigenvalues): re-evaluate here
             obj.k_grew = False
